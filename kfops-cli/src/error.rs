@@ -1,0 +1,69 @@
+//! `kfc`'s errors and their exit codes.
+
+use kfops_config::ConfigError;
+use kfops_kubeflow::{CompileError, IrError};
+
+/// Documented exit codes of `kfc`.
+pub(crate) mod exit {
+    /// Success.
+    pub(crate) const OK: u8 = 0;
+    /// An internal error (a bug, or an environment problem we did not foresee).
+    pub(crate) const INTERNAL: u8 = 1;
+    /// Bad command-line usage (clap uses 2 as well).
+    pub(crate) const USAGE: u8 = 2;
+    /// The configuration or the pipeline is invalid.
+    pub(crate) const INVALID: u8 = 3;
+    /// The pipeline could not be compiled.
+    pub(crate) const COMPILE: u8 = 4;
+    /// A backend (Kubeflow, local runner, registry) failed.
+    #[allow(dead_code)] // used by the run commands
+    pub(crate) const BACKEND: u8 = 5;
+    /// The pipeline ran and did not succeed.
+    #[allow(dead_code)] // used by the run commands
+    pub(crate) const RUN_FAILED: u8 = 6;
+}
+
+/// Everything that can make a `kfc` command fail.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CliError {
+    /// Configuration problems (already rendered with locations).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The pipeline could not be compiled.
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+    /// The compiled pipeline is not valid IR.
+    #[error(transparent)]
+    Ir(#[from] IrError),
+    /// The pipeline has lint errors or its arguments do not fit its inputs (already printed).
+    #[error("{0}")]
+    InvalidPipeline(String),
+    /// A command-line value is not usable.
+    #[error("{0}")]
+    Usage(String),
+    /// Writing output failed.
+    #[error("writing {what}: {source}")]
+    Io {
+        /// What was being written.
+        what: String,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl CliError {
+    /// The exit code for this error.
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Config(_) | CliError::Ir(_) | CliError::InvalidPipeline(_) => exit::INVALID,
+            CliError::Compile(CompileError::Ir(_)) => exit::INVALID,
+            CliError::Compile(CompileError::SourceMissing { .. } | CompileError::UnsupportedSource { .. }) => {
+                exit::INVALID
+            }
+            CliError::Compile(_) => exit::COMPILE,
+            CliError::Usage(_) => exit::USAGE,
+            CliError::Io { .. } => exit::INTERNAL,
+        }
+    }
+}

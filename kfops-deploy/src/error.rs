@@ -1,0 +1,47 @@
+//! Errors of `kfops-deploy`.
+
+/// Why a storage-URI template cannot be parsed or rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TemplateError {
+    /// `{name}` is not a known variable.
+    #[error("unknown variable `{{{name}}}` in `{template}`{}; known variables: {known}", suggestion.as_ref().map(|s| format!(" (did you mean `{{{s}}}`?)")).unwrap_or_default())]
+    UnknownVariable {
+        /// The template.
+        template: String,
+        /// The unknown name.
+        name: String,
+        /// The closest known name.
+        suggestion: Option<String>,
+        /// The known variables, formatted.
+        known: String,
+    },
+    /// A `{` without its `}` (or a stray `}`).
+    #[error("unbalanced brace at character {position} of `{template}`; write `{{{{` or `}}}}` for a literal brace")]
+    Unbalanced {
+        /// The template.
+        template: String,
+        /// Character offset of the brace.
+        position: usize,
+    },
+    /// The template uses a variable that has no value for this deploy.
+    #[error("`{template}` uses `{{{name}}}`, which is not known for this deploy ({why})")]
+    Missing {
+        /// The template.
+        template: String,
+        /// The variable.
+        name: String,
+        /// Why it has no value.
+        why: String,
+    },
+    /// A value would not be a safe URI path segment.
+    #[error(
+        "the value `{value}` of `{{{name}}}` contains characters that are not allowed in a storage path (letters, digits, `.`, `_`, `-`)"
+    )]
+    UnsafeValue {
+        /// The variable.
+        name: String,
+        /// Its value.
+        value: String,
+    },
+}

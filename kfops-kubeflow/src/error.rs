@@ -1,0 +1,368 @@
+//! Errors of `kfops-kubeflow`.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::ir::{ParameterType, value_kind};
+
+/// Why a pipeline source could not be compiled into IR.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CompileError {
+    /// The pipeline file does not exist.
+    #[error("pipeline file `{}` does not exist; check `pipeline.pipeline_path`", path.display())]
+    SourceMissing {
+        /// The path that was looked for.
+        path: PathBuf,
+    },
+    /// The file extension is not one we know how to handle.
+    #[error("cannot compile `{}`: expected a Python pipeline (`.py`) or a compiled pipeline (`.yaml`, `.yml`, `.json`)", path.display())]
+    UnsupportedSource {
+        /// The offending path.
+        path: PathBuf,
+    },
+    /// No usable Python interpreter.
+    #[error("no Python interpreter found to compile `{}` (tried {tried}); install Python 3.9+ or set KFOPS_PYTHON to the interpreter that has the `kfp` package", path.display())]
+    PythonMissing {
+        /// The pipeline that needed compiling.
+        path: PathBuf,
+        /// The interpreters that were tried.
+        tried: String,
+    },
+    /// The interpreter exists but cannot import `kfp` (or it is too old).
+    #[error(
+        "`{python}` cannot compile pipelines: {reason}; install it with `{python} -m pip install 'kfp>=2,<3'` or set KFOPS_PYTHON to an interpreter that has it"
+    )]
+    KfpMissing {
+        /// The interpreter that was used.
+        python: String,
+        /// What is wrong (not importable, wrong version).
+        reason: String,
+    },
+    /// The user's pipeline code failed to compile; `output` is the compiler's own message.
+    #[error("compiling `{}` failed (kfp exited with {status}):\n{output}{}", path.display(), hint.as_ref().map(|h| format!("\nhint: {h}")).unwrap_or_default())]
+    CompilerFailed {
+        /// The pipeline source.
+        path: PathBuf,
+        /// The exit status, as text.
+        status: String,
+        /// The compiler's stderr/stdout, trimmed to the part that explains the failure.
+        output: String,
+        /// What to change in kfops.yaml, when the failure is about the configuration.
+        hint: Option<String>,
+    },
+    /// The compiler ran longer than allowed.
+    #[error("compiling `{}` did not finish within {secs} s; is the pipeline module doing work at import time?", path.display())]
+    Timeout {
+        /// The pipeline source.
+        path: PathBuf,
+        /// The limit in seconds.
+        secs: u64,
+    },
+    /// Reading or writing a file failed.
+    #[error("{action} `{}`: {source}", path.display())]
+    Io {
+        /// What was being done ("reading", "writing", "starting").
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The compiled output is not a valid pipeline.
+    #[error(transparent)]
+    Ir(#[from] IrError),
+}
+
+// ---- IR errors (owned by the `ir` module) ----
+
+/// The text format of a compiled pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocumentFormat {
+    /// YAML, as written by `kfp dsl compile` (possibly several documents).
+    Yaml,
+    /// JSON, as taken and returned by the KFP API.
+    Json,
+}
+
+impl std::fmt::Display for DocumentFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Yaml => "YAML",
+            Self::Json => "JSON",
+        })
+    }
+}
+
+/// How a pipeline is named in messages: the file, or "the pipeline document".
+fn subject(file: &Option<PathBuf>) -> String {
+    match file {
+        Some(path) => format!("`{}`", path.display()),
+        None => "the pipeline document".to_owned(),
+    }
+}
+
+/// Where an error is, as a message prefix: `file:line:column: ` when the file is
+/// known, `line L, column C: ` otherwise, nothing when nothing is known.
+fn place(file: &Option<PathBuf>, line: &Option<usize>, column: &Option<usize>) -> String {
+    let at = match (line, column) {
+        (Some(line), Some(column)) => Some((line, column)),
+        _ => None,
+    };
+    match (file, at) {
+        (Some(path), Some((line, column))) => format!("{}:{line}:{column}: ", path.display()),
+        (Some(path), None) => format!("{}: ", path.display()),
+        (None, Some((line, column))) => format!("line {line}, column {column}: "),
+        (None, None) => String::new(),
+    }
+}
+
+/// Why a compiled pipeline (IR) could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IrError {
+    /// The file could not be read.
+    #[error("cannot read `{}`: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file name does not say YAML or JSON.
+    #[error("cannot read `{}` as a compiled pipeline: expected a `.yaml`, `.yml` or `.json` file", path.display())]
+    UnsupportedExtension {
+        /// The file.
+        path: PathBuf,
+    },
+    /// There is nothing in the document.
+    #[error("{} is empty; expected a compiled KFP pipeline (the output of `kfp dsl compile`)", subject(.file))]
+    Empty {
+        /// The file, when known.
+        file: Option<PathBuf>,
+    },
+    /// The text is not valid YAML/JSON, or a field has the wrong shape.
+    #[error("{}invalid {format}: {message}", place(.file, .line, .column))]
+    Invalid {
+        /// The file, when known.
+        file: Option<PathBuf>,
+        /// YAML or JSON.
+        format: DocumentFormat,
+        /// 1-based line of the problem, when known.
+        line: Option<usize>,
+        /// 1-based column of the problem, when known.
+        column: Option<usize>,
+        /// What is wrong, with the key path (`root.dag.tasks.x.dependentTasks: …`)
+        /// when the parser knows it.
+        message: String,
+    },
+    /// The document is something else than a compiled KFP v2 pipeline.
+    #[error("{} is not a compiled KFP pipeline: found {found}; {hint}", subject(.file))]
+    NotAPipeline {
+        /// The file, when known.
+        file: Option<PathBuf>,
+        /// What was found instead (`a list`, `a KFP v1 component definition`, …).
+        found: String,
+        /// How to get a compiled pipeline.
+        hint: String,
+    },
+    /// The document is an Argo `Workflow`, i.e. a pipeline compiled by kfp 1.x.
+    #[error(
+        "{} is a KFP v1 pipeline (an Argo `Workflow` compiled by kfp 1.x); kfops needs a KFP v2 \
+         pipeline: port the pipeline code to kfp 2 and compile it with `kfp dsl compile`",
+        subject(.file)
+    )]
+    KfpV1Workflow {
+        /// The file, when known.
+        file: Option<PathBuf>,
+    },
+    /// The `schemaVersion` is not 2.x.
+    #[error(
+        "{} has schemaVersion {found}, which is not supported; kfops reads KFP v2 pipelines \
+         (schemaVersion 2.x, e.g. `2.1.0` as written by kfp 2)",
+        subject(.file)
+    )]
+    UnsupportedSchemaVersion {
+        /// The file, when known.
+        file: Option<PathBuf>,
+        /// The version found, as shown in the message (`` `1.0.0` ``, or a
+        /// description when it is not a string).
+        found: String,
+    },
+}
+
+impl IrError {
+    /// Names `file` in an error from parsing text (e.g. [`PipelineJob::from_yaml_str`]
+    /// on a file's contents), so the message points at it. Errors that already name
+    /// a file are returned unchanged.
+    ///
+    /// [`PipelineJob::from_yaml_str`]: crate::ir::PipelineJob::from_yaml_str
+    pub fn in_file(mut self, file: &std::path::Path) -> Self {
+        match &mut self {
+            Self::Empty { file: slot }
+            | Self::Invalid { file: slot, .. }
+            | Self::NotAPipeline { file: slot, .. }
+            | Self::KfpV1Workflow { file: slot }
+            | Self::UnsupportedSchemaVersion { file: slot, .. } => {
+                slot.get_or_insert_with(|| file.to_path_buf());
+            }
+            Self::Read { .. } | Self::UnsupportedExtension { .. } => {}
+        }
+        self
+    }
+}
+
+// ---- Problems found while reading IR (used by the `ir` module) ----
+
+/// A problem with one run argument (or a missing one).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArgumentProblem {
+    /// The pipeline has no input of this name.
+    #[error("unknown pipeline input `{name}`{}; {}", suggestion_text(.suggestion), declared_text(.declared))]
+    Unknown {
+        /// The argument name given.
+        name: String,
+        /// The closest declared name, if one is plausible.
+        suggestion: Option<String>,
+        /// Every declared parameter input.
+        declared: Vec<String>,
+    },
+    /// The input is an artifact, which runs cannot receive as arguments.
+    #[error(
+        "`{name}` is an artifact input of the pipeline; artifacts cannot be passed as run \
+         arguments, only parameters can (create the artifact inside the pipeline instead, e.g. \
+         with `dsl.importer` from a string parameter holding its URI)"
+    )]
+    ArtifactInput {
+        /// The input name.
+        name: String,
+    },
+    /// The value does not fit the declared type.
+    #[error(
+        "input `{name}` expects {expected} ({}), got {}: {}{}",
+        expected.describe(),
+        article(value_kind(.value)),
+        short_json(.value),
+        type_hint(expected, .value)
+    )]
+    WrongType {
+        /// The input name.
+        name: String,
+        /// The declared type.
+        expected: ParameterType,
+        /// The value given.
+        value: Value,
+    },
+    /// A required input (not optional, no default) was not given.
+    #[error("missing required input `{name}` ({expected}): it has no default; pass a value for it")]
+    Missing {
+        /// The input name.
+        name: String,
+        /// The declared type.
+        expected: ParameterType,
+    },
+}
+
+/// Why a command or argument could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlaceholderError {
+    /// A `{{$…}}` form this parser does not know.
+    #[error(
+        "unknown placeholder `{placeholder}`; expected one of {{{{$}}}}, \
+         {{{{$.inputs.parameters['NAME']}}}}, {{{{$.inputs.artifacts['NAME'].path|uri|metadata}}}}, \
+         {{{{$.outputs.parameters['NAME'].output_file}}}}, {{{{$.outputs.artifacts['NAME'].path|uri|metadata}}}}, \
+         {{{{$.outputs.output_file}}}}, {{{{$.outputMetadataUri}}}} or a {{{{$.pipeline_*}}}} / {{{{$.workspace_path}}}} placeholder"
+    )]
+    Unknown {
+        /// The placeholder as written, braces included.
+        placeholder: String,
+    },
+    /// `{{$` without a closing `}}`.
+    #[error("placeholder `{snippet}` is not closed with `}}}}`")]
+    Unterminated {
+        /// The text from `{{$` on (shortened).
+        snippet: String,
+    },
+    /// The argument starts like a `Concat`/`IfPresent` object but is not valid JSON.
+    #[error("argument looks like a {kind} placeholder but is not valid JSON: {message}")]
+    MalformedJson {
+        /// `Concat` or `IfPresent`.
+        kind: &'static str,
+        /// The JSON parser's message.
+        message: String,
+    },
+    /// A `Concat`/`IfPresent` object with the wrong shape.
+    #[error("invalid {kind} placeholder: {message}")]
+    Invalid {
+        /// `Concat`, `IfPresent` or `placeholder` (for an unexpected item).
+        kind: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Why a binding has no single value source (protobuf `oneof kind`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    /// None of the source fields is set.
+    #[error("no value source is set (expected one of {})", .expected.join(", "))]
+    Missing {
+        /// The fields one of which was expected.
+        expected: &'static [&'static str],
+    },
+    /// More than one source field is set.
+    #[error("several value sources are set ({}); keep exactly one", .found.join(", "))]
+    Several {
+        /// The fields that are set.
+        found: Vec<&'static str>,
+    },
+}
+
+// Message helpers of `ArgumentProblem`.
+
+fn suggestion_text(suggestion: &Option<String>) -> String {
+    suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default()
+}
+
+fn declared_text(declared: &[String]) -> String {
+    if declared.is_empty() {
+        "the pipeline declares no parameter inputs".to_owned()
+    } else {
+        let names: Vec<String> = declared.iter().map(|n| format!("`{n}`")).collect();
+        format!("the pipeline's inputs are {}", names.join(", "))
+    }
+}
+
+/// How to fix the most common mismatches: a quoted number or boolean, an
+/// unquoted string (values are never coerced silently).
+fn type_hint(expected: &ParameterType, value: &Value) -> &'static str {
+    match (expected, value) {
+        (ParameterType::String, Value::Number(_) | Value::Bool(_)) => " (quote it to pass it as a string)",
+        (ParameterType::NumberInteger | ParameterType::NumberDouble, Value::String(s))
+            if s.trim().parse::<f64>().is_ok() =>
+        {
+            " (pass it unquoted, as a JSON number)"
+        }
+        (ParameterType::Boolean, Value::String(s)) if s == "true" || s == "false" => {
+            " (pass it unquoted, as a JSON boolean)"
+        }
+        _ => "",
+    }
+}
+
+/// "an integer", "a float", … for a [`value_kind`].
+fn article(kind: &str) -> String {
+    let vowel = kind.starts_with(['a', 'e', 'i', 'o', 'u']);
+    format!("{} {kind}", if vowel { "an" } else { "a" })
+}
+
+/// The value as compact JSON, shortened for messages.
+fn short_json(value: &Value) -> String {
+    let text = value.to_string();
+    if text.chars().count() > 60 { format!("{}…", text.chars().take(57).collect::<String>()) } else { text }
+}

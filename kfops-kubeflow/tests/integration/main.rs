@@ -1,0 +1,4 @@
+//! The one integration-test binary of `kfops-kubeflow`.
+
+mod compile;
+mod ir;

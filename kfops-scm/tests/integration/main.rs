@@ -1,0 +1,60 @@
+//! Integration tests of kfops-scm.
+
+use kfops_scm::SignatureError;
+use kfops_scm::signature::SignatureVerifier;
+
+/// GitHub's documented test vector ("Validating webhook deliveries").
+const GITHUB_SECRET: &str = "It's a Secret to Everybody";
+const GITHUB_PAYLOAD: &[u8] = b"Hello, World!";
+const GITHUB_SIGNATURE: &str = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+
+#[test]
+fn githubs_documented_vector_verifies() {
+    let v = SignatureVerifier::new([GITHUB_SECRET]);
+    assert_eq!(v.verify(Some(GITHUB_SIGNATURE), GITHUB_PAYLOAD), Ok(()));
+    assert_eq!(v.sign(GITHUB_PAYLOAD).as_deref(), Some(GITHUB_SIGNATURE));
+}
+
+#[test]
+fn rotation_accepts_any_configured_secret() {
+    let v = SignatureVerifier::new(["new-secret", GITHUB_SECRET]);
+    assert_eq!(v.verify(Some(GITHUB_SIGNATURE), GITHUB_PAYLOAD), Ok(()));
+}
+
+#[test]
+fn everything_else_is_refused() {
+    let v = SignatureVerifier::new([GITHUB_SECRET]);
+    let upper = GITHUB_SIGNATURE.to_uppercase().replace("SHA256=", "sha256=");
+    let cases: &[(Option<&str>, &[u8], SignatureError)] = &[
+        (None, GITHUB_PAYLOAD, SignatureError::Missing),
+        (Some("sha1=757107ea0eb2509fc211221cce984b8a37570b6d"), GITHUB_PAYLOAD, SignatureError::Malformed),
+        (
+            Some("757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"),
+            GITHUB_PAYLOAD,
+            SignatureError::Malformed,
+        ),
+        (
+            Some("sha256=zz7107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"),
+            GITHUB_PAYLOAD,
+            SignatureError::Malformed,
+        ),
+        (Some("sha256=757107"), GITHUB_PAYLOAD, SignatureError::Malformed),
+        (Some(GITHUB_SIGNATURE), b"Hello, World?", SignatureError::Mismatch),
+        (
+            Some("sha256=0000000000000000000000000000000000000000000000000000000000000000"),
+            GITHUB_PAYLOAD,
+            SignatureError::Mismatch,
+        ),
+    ];
+    for (header, body, want) in cases {
+        assert_eq!(v.verify(*header, body), Err(want.clone()), "{header:?}");
+    }
+    // Hex case does not matter.
+    assert_eq!(v.verify(Some(&upper), GITHUB_PAYLOAD), Ok(()));
+    // With no (or only empty) secrets nothing verifies.
+    assert_eq!(
+        SignatureVerifier::new([""]).verify(Some(GITHUB_SIGNATURE), GITHUB_PAYLOAD),
+        Err(SignatureError::NoSecret)
+    );
+    assert!(!format!("{v:?}").contains("Secret to Everybody"));
+}

@@ -1,0 +1,85 @@
+//! Tests of the xtask checks: the real workspace passes them, and each rule catches what it is for.
+
+use serde_json::json;
+use xtask::tidy::{Crate, check_dependencies, parse_metadata};
+use xtask::{codegen, tidy, workspace_root};
+
+#[test]
+fn the_workspace_keeps_its_architecture_invariants() {
+    let problems = tidy::check(&workspace_root()).expect("cargo metadata");
+    assert!(problems.is_empty(), "architecture invariants broken:\n  {}", problems.join("\n  "));
+}
+
+#[test]
+fn generated_files_are_up_to_date() {
+    let stale = codegen::stale(&workspace_root());
+    assert!(stale.is_empty(), "out of date: {stale:?}; run `cargo xtask codegen` and commit the result");
+}
+
+fn krate(name: &str, deps: &[&str]) -> Crate {
+    Crate { name: name.into(), deps: deps.iter().map(|d| (*d).to_owned()).collect() }
+}
+
+#[test]
+fn dependency_rules_catch_each_kind_of_violation() {
+    let ok = vec![
+        krate("kfops-core", &["serde", "async-trait"]),
+        krate("kfops-config", &["kfops-core", "figment"]),
+        krate("kfops-kubeflow", &["kfops-core", "tokio"]),
+        krate("kfops-cli", &["kfops-core", "kfops-config", "kfops-kubeflow", "clap"]),
+    ];
+    assert!(check_dependencies(&ok).is_empty());
+
+    let cases: &[(Crate, &str)] = &[
+        (krate("kfops-core", &["tokio"]), "`kfops-core` must stay free of IO, but depends on `tokio`"),
+        (krate("kfops-core", &["kfops-config"]), "`kfops-core` must not depend on the workspace crate `kfops-config`"),
+        (
+            krate("kfops-deploy", &["kfops-core", "kfops-kubeflow"]),
+            "adapter `kfops-deploy` must not depend on adapter `kfops-kubeflow`",
+        ),
+        (krate("kfops-config", &["kfops-cli"]), "must not depend on the binary crate `kfops-cli`"),
+        (krate("kfops-kubeflow", &["octocrab"]), "`octocrab` may only be used by kfops-scm"),
+        (krate("kfops-deploy", &["figment"]), "`figment` may only be used by kfops-config"),
+        (krate("kfops-extra", &[]), "`kfops-extra` is not a known workspace crate"),
+    ];
+    for (c, want) in cases {
+        let problems = check_dependencies(std::slice::from_ref(c));
+        assert!(problems.iter().any(|p| p.contains(want)), "{c:?}: {problems:?}");
+    }
+}
+
+#[test]
+fn metadata_parsing_ignores_dev_and_build_dependencies() {
+    let meta = json!({"packages": [{"name": "kfops-core", "dependencies": [
+        {"name": "serde", "kind": null},
+        {"name": "tokio", "kind": "dev"},
+        {"name": "cc", "kind": "build"}
+    ]}]});
+    let crates = parse_metadata(&meta).expect("parse");
+    assert_eq!(crates, vec![krate("kfops-core", &["serde"])]);
+}
+
+#[test]
+fn source_rules_catch_io_in_core_and_stray_test_binaries() {
+    let dir = tempfile_dir();
+    let core = dir.join("kfops-core");
+    std::fs::create_dir_all(core.join("src")).expect("mkdir");
+    std::fs::create_dir_all(core.join("tests")).expect("mkdir");
+    std::fs::write(core.join("src/lib.rs"), "//! core\npub fn f() { let _ = std::fs::read(\"x\"); }\n").expect("write");
+    std::fs::write(core.join("src/error.rs"), "//! errors\n").expect("write");
+    std::fs::write(core.join("src/other.rs"), "#[derive(thiserror::Error)] pub struct E;\n").expect("write");
+    std::fs::write(core.join("tests/extra.rs"), "").expect("write");
+    let problems = tidy::check_sources(&dir, &[krate("kfops-core", &[])]);
+    let text = problems.join("\n");
+    assert!(text.contains("mentions `std::fs`"), "{text}");
+    assert!(text.contains("defines an error type outside error.rs"), "{text}");
+    assert!(text.contains("tests/extra.rs`: integration tests live in tests/integration/"), "{text}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("kfops-tidy-test-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    dir
+}
