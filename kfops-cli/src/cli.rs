@@ -104,6 +104,28 @@ pub(crate) enum Commands {
         #[arg(long = "format", value_enum, value_name = "FORMAT", default_value = "yaml")]
         format: IrFormat,
     },
+    /// Compile the pipeline and run it: on Kubeflow, or on the embedded local runner when no
+    /// Kubeflow endpoint is configured (or with --local)
+    #[command(name = "build-run")]
+    BuildRun {
+        /// Run on the embedded local runner even if Kubeflow is configured
+        #[arg(long)]
+        local: bool,
+        #[command(flatten)]
+        run: LocalRunArgs,
+        #[command(flatten)]
+        out: OutputArg,
+    },
+    /// The embedded local runner
+    Local {
+        #[command(subcommand)]
+        command: LocalCommand,
+    },
+    /// Inspect local runs (`.kfops/runs`)
+    Runs {
+        #[command(subcommand)]
+        command: RunsCommand,
+    },
     /// Print a shell completion script
     Completions {
         /// The shell
@@ -130,4 +152,58 @@ pub(crate) enum ConfigCommand {
     },
     /// Print the JSON Schema of kfops.yaml (for editor completion)
     Schema,
+}
+
+/// Settings of a local run.
+#[derive(Debug, Args)]
+pub(crate) struct LocalRunArgs {
+    /// At most this many tasks run at once [default: number of CPUs]
+    #[arg(long = "max-parallel", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) max_parallel: Option<u16>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum LocalCommand {
+    /// Run a pipeline (compiled `.yaml`/`.json`, or `.py`) on this machine, without a configuration file.
+    /// Exit 0 iff the run succeeded.
+    Run {
+        /// The pipeline
+        #[arg(value_name = "PIPELINE")]
+        pipeline: PathBuf,
+        /// A run argument, NAME=VALUE (repeatable; values are YAML scalars: `3`, `0.5`, `true`, `[a, b]`, `"3"`)
+        #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        /// Folder that holds `.kfops/runs` [default: the project directory]
+        #[arg(long = "root", value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// The `@dsl.pipeline` function, for `.py` pipelines with several
+        #[arg(long = "function", value_name = "NAME")]
+        function: Option<String>,
+        #[command(flatten)]
+        run: LocalRunArgs,
+        #[command(flatten)]
+        out: OutputArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RunsCommand {
+    /// List local runs, newest first
+    List {
+        /// Folder that holds `.kfops/runs` [default: the project directory]
+        #[arg(long = "root", value_name = "DIR")]
+        root: Option<PathBuf>,
+        #[command(flatten)]
+        out: OutputArg,
+    },
+    /// Show one local run: state, arguments, outputs, tasks
+    Show {
+        /// The run id (a unique prefix is enough)
+        id: String,
+        /// Folder that holds `.kfops/runs` [default: the project directory]
+        #[arg(long = "root", value_name = "DIR")]
+        root: Option<PathBuf>,
+        #[command(flatten)]
+        out: OutputArg,
+    },
 }

@@ -55,7 +55,7 @@ impl Context {
         Ok(loaded)
     }
 
-    async fn compile(&self, source: &Path, function: Option<&str>) -> Result<Compiled, CliError> {
+    pub(crate) async fn compile(&self, source: &Path, function: Option<&str>) -> Result<Compiled, CliError> {
         self.printer.note(&format!("compiling {}", source.display()));
         let compiled = Compiler::new().compile(source, function, &self.root).await?;
         if let Some(py) = &compiled.python {
@@ -258,4 +258,48 @@ pub(crate) async fn compile(
         }
     }
     Ok(())
+}
+
+/// `kfc build-run`: compile, check the arguments, and run (locally when no Kubeflow endpoint is configured).
+pub(crate) async fn build_run(
+    ctx: &Context,
+    force_local: bool,
+    run: &crate::cli::LocalRunArgs,
+) -> Result<(), CliError> {
+    let loaded = ctx.load_config()?;
+    let pipeline = &loaded.config.pipeline;
+    if !force_local {
+        if let Some(url) = &loaded.config.kubeflow.url {
+            return Err(CliError::Backend(format!(
+                "running on Kubeflow ({url}, from {}) is not available in this version of kfc yet; add --local to run on the embedded local runner",
+                loaded.origin("kubeflow.url")
+            )));
+        }
+        ctx.printer.note("no Kubeflow endpoint configured (kubeflow.url); running on the embedded local runner");
+    }
+    let compiled = ctx.compile(Path::new(&pipeline.pipeline_path), pipeline.pipeline_function_name.as_deref()).await?;
+    let lint_errors: Vec<String> = compiled
+        .job
+        .lint()
+        .into_iter()
+        .filter(|d| d.severity == LintSeverity::Error)
+        .map(|d| format!("{}: {}", d.path, d.message))
+        .collect();
+    if !lint_errors.is_empty() {
+        return Err(CliError::InvalidPipeline(format!(
+            "the compiled pipeline has errors:\n  {}",
+            lint_errors.join("\n  ")
+        )));
+    }
+    if let Err(problems) = compiled.job.spec.check_arguments(&pipeline.pipeline_args) {
+        let lines: Vec<String> = problems
+            .iter()
+            .map(|pr| format!("{pr}\n    --> {}", loaded.origin(&format!("pipeline.pipeline_args.{}", pr.name()))))
+            .collect();
+        return Err(CliError::InvalidPipeline(format!(
+            "pipeline.pipeline_args do not fit the pipeline:\n  {}",
+            lines.join("\n  ")
+        )));
+    }
+    crate::runs::run_locally(ctx, &compiled.job, &pipeline.pipeline_args, &loaded.root, run).await
 }

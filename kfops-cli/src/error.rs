@@ -1,7 +1,7 @@
 //! `kfc`'s errors and their exit codes.
 
 use kfops_config::ConfigError;
-use kfops_kubeflow::{CompileError, IrError};
+use kfops_kubeflow::{CompileError, IrError, RunnerError};
 
 /// Documented exit codes of `kfc`.
 pub(crate) mod exit {
@@ -16,11 +16,11 @@ pub(crate) mod exit {
     /// The pipeline could not be compiled.
     pub(crate) const COMPILE: u8 = 4;
     /// A backend (Kubeflow, local runner, registry) failed.
-    #[allow(dead_code)] // used by the run commands
     pub(crate) const BACKEND: u8 = 5;
     /// The pipeline ran and did not succeed.
-    #[allow(dead_code)] // used by the run commands
     pub(crate) const RUN_FAILED: u8 = 6;
+    /// Interrupted (Ctrl-C); the run was cancelled.
+    pub(crate) const INTERRUPTED: u8 = 130;
 }
 
 /// Everything that can make a `kfc` command fail.
@@ -38,6 +38,18 @@ pub(crate) enum CliError {
     /// The pipeline has lint errors or its arguments do not fit its inputs (already printed).
     #[error("{0}")]
     InvalidPipeline(String),
+    /// The local runner could not run the pipeline.
+    #[error(transparent)]
+    Runner(#[from] RunnerError),
+    /// The run finished and did not succeed (the message names the failed tasks).
+    #[error("{0}")]
+    RunFailed(String),
+    /// The run was cancelled (Ctrl-C).
+    #[error("{0}")]
+    Interrupted(String),
+    /// The requested backend is not available in this build.
+    #[error("{0}")]
+    Backend(String),
     /// A command-line value is not usable.
     #[error("{0}")]
     Usage(String),
@@ -63,6 +75,11 @@ impl CliError {
             }
             CliError::Compile(_) => exit::COMPILE,
             CliError::Usage(_) => exit::USAGE,
+            CliError::Runner(RunnerError::Arguments { .. } | RunnerError::Invalid(_)) => exit::INVALID,
+            CliError::Runner(RunnerError::NotFound { .. } | RunnerError::Ambiguous { .. }) => exit::USAGE,
+            CliError::Runner(_) | CliError::Backend(_) => exit::BACKEND,
+            CliError::RunFailed(_) => exit::RUN_FAILED,
+            CliError::Interrupted(_) => exit::INTERRUPTED,
             CliError::Io { .. } => exit::INTERNAL,
         }
     }

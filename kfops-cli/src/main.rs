@@ -8,13 +8,15 @@ mod cli;
 mod commands;
 mod error;
 mod output;
+mod progress;
+mod runs;
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
-use crate::cli::{Cli, Commands, ConfigCommand, Format};
+use crate::cli::{Cli, Commands, ConfigCommand, Format, LocalCommand, RunsCommand};
 use crate::commands::Context;
 use crate::error::{CliError, exit};
 use crate::output::Printer;
@@ -53,6 +55,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         None => std::env::current_dir()
             .map_err(|e| CliError::Usage(format!("cannot determine the current directory: {e}")))?,
     };
+    let root = std::path::absolute(&root).unwrap_or(root);
     if !root.is_dir() {
         return Err(CliError::Usage(format!(
             "the project directory `{}` does not exist (-C/--project)",
@@ -78,6 +81,22 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let format = if root_format == Some(Format::Json) { cli::IrFormat::Json } else { format };
             let ctx = Context { printer: printer(Format::Text), global: cli.global, root };
             commands::compile(&ctx, source, function, output, format).await
+        }
+        Commands::BuildRun { local, run, out } => {
+            let ctx = Context { printer: printer(format_for(out.output)), global: cli.global, root };
+            commands::build_run(&ctx, local, &run).await
+        }
+        Commands::Local { command: LocalCommand::Run { pipeline, params, root: runs_root, function, run, out } } => {
+            let ctx = Context { printer: printer(format_for(out.output)), global: cli.global, root };
+            runs::local_run(&ctx, &pipeline, &params, runs_root, function.as_deref(), &run).await
+        }
+        Commands::Runs { command: RunsCommand::List { root: runs_root, out } } => {
+            let ctx = Context { printer: printer(format_for(out.output)), global: cli.global, root };
+            runs::runs_list(&ctx, runs_root)
+        }
+        Commands::Runs { command: RunsCommand::Show { id, root: runs_root, out } } => {
+            let ctx = Context { printer: printer(format_for(out.output)), global: cli.global, root };
+            runs::runs_show(&ctx, &id, runs_root)
         }
         Commands::Completions { shell } => {
             let mut cmd = Cli::command();

@@ -9,6 +9,17 @@ pub enum ProgressEvent {
     Message(String),
     /// A warning that does not stop the operation.
     Warning(String),
+    /// A pipeline task changed state (for live DAG views).
+    Task {
+        /// Path of the task in the DAG, e.g. `for-loop-2/iteration-0/square`.
+        path: String,
+        /// The task's display name.
+        name: String,
+        /// Its new state.
+        state: crate::pipeline::RunState,
+        /// Why it failed or was skipped, if it did.
+        detail: Option<String>,
+    },
     /// A line of output from a child process or remote log (build log, task log).
     Log {
         /// What the line belongs to (an image name, a task name).

@@ -159,7 +159,9 @@ impl Compiler {
     /// `function` selects the `@dsl.pipeline` function when the module defines several.
     pub async fn compile(&self, source: &Path, function: Option<&str>, cwd: &Path) -> Result<Compiled, CompileError> {
         let started = Instant::now();
-        let path = if source.is_absolute() { source.to_owned() } else { cwd.join(source) };
+        let joined = if source.is_absolute() { source.to_owned() } else { cwd.join(source) };
+        // The compiler runs inside `cwd`, so hand it an absolute path (a relative `cwd` would apply twice).
+        let path = std::path::absolute(&joined).map_err(|e| io("resolving", &joined, e))?;
         if !path.is_file() {
             return Err(CompileError::SourceMissing { path: source.to_owned() });
         }

@@ -366,3 +366,227 @@ fn short_json(value: &Value) -> String {
     let text = value.to_string();
     if text.chars().count() > 60 { format!("{}…", text.chars().take(57).collect::<String>()) } else { text }
 }
+
+// ---- Local runner ----
+
+/// Why the embedded local runner could not run (or finish) a pipeline.
+///
+/// Task failures are not errors: they are recorded in the run (state FAILED
+/// with the task's message and log tail). These are the failures of the runner itself.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunnerError {
+    /// Reading or writing the run store failed.
+    #[error("{action} `{}`: {source}", path.display())]
+    Store {
+        /// What was being done.
+        action: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A run record could not be read back.
+    #[error("the run record `{}` is damaged: {message}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// No run with this id exists in the store.
+    #[error("no local run `{id}` under `{}`; `kfc runs list` shows the runs there", root.display())]
+    NotFound {
+        /// The requested id (or prefix).
+        id: String,
+        /// The run store.
+        root: PathBuf,
+    },
+    /// A run-id prefix matches several runs.
+    #[error("`{id}` matches {count} runs; give more of the id")]
+    Ambiguous {
+        /// The prefix.
+        id: String,
+        /// How many runs match.
+        count: usize,
+    },
+    /// The pipeline's run arguments do not fit its inputs.
+    #[error("the run arguments do not fit the pipeline:\n  {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Arguments {
+        /// Every problem.
+        problems: Vec<ArgumentProblem>,
+    },
+    /// The pipeline has structural errors the runner cannot work around.
+    #[error("the pipeline cannot run: {0}")]
+    Invalid(String),
+    /// A published version of that name exists with different contents.
+    #[error(
+        "pipeline `{pipeline}` already has a version `{version}` with different contents; publish under a new version name"
+    )]
+    VersionConflict {
+        /// The pipeline name.
+        pipeline: String,
+        /// The version name.
+        version: String,
+    },
+}
+
+// ---- CEL (local runner conditions) ----
+
+/// Why a CEL expression of a compiled pipeline (a task's `triggerPolicy.condition` or an
+/// input's `parameterExpressionSelector`) could not be parsed or evaluated by the local runner.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CelError {
+    /// The text is not valid CEL.
+    #[error("syntax error at line {line}, column {column}: {message}\n{snippet}")]
+    Syntax {
+        /// What is wrong.
+        message: String,
+        /// 1-based line of the offending character.
+        line: usize,
+        /// 1-based column (in characters) of the offending character.
+        column: usize,
+        /// The offending line with a caret under the column.
+        snippet: String,
+    },
+    /// Well-formed, but rejected by the type check cel-go runs before evaluating: operands
+    /// whose types can never match, an unknown function.
+    #[error("type error at line {line}, column {column}: {message}\n{snippet}")]
+    Check {
+        /// What is wrong.
+        message: String,
+        /// 1-based line of the offending operator or name.
+        line: usize,
+        /// 1-based column (in characters) of the offending operator or name.
+        column: usize,
+        /// The offending line with a caret under the column.
+        snippet: String,
+    },
+    /// The expression is longer than the evaluator accepts.
+    #[error("the expression is {chars} characters long; the limit is {limit}")]
+    TooLong {
+        /// Length of the expression, in characters.
+        chars: usize,
+        /// The limit, in characters.
+        limit: usize,
+    },
+    /// The expression nests sub-expressions deeper than the evaluator accepts.
+    #[error("the expression nests more than {limit} levels deep at line {line}, column {column}\n{snippet}")]
+    TooDeep {
+        /// The nesting limit.
+        limit: usize,
+        /// 1-based line where the limit was crossed.
+        line: usize,
+        /// 1-based column where the limit was crossed.
+        column: usize,
+        /// The line with a caret under the column.
+        snippet: String,
+    },
+    /// Valid CEL, but a part of the language this evaluator does not implement.
+    #[error("{feature} is not supported by the local runner's CEL evaluator")]
+    Unsupported {
+        /// The unsupported feature.
+        feature: String,
+    },
+    /// A name that is neither a bound variable nor a type.
+    #[error("undeclared reference to '{name}'")]
+    UnknownVariable {
+        /// The name.
+        name: String,
+    },
+    /// A variable the environment declares but that has no value in this evaluation (as the
+    /// backend's selector environment, where only the set field of the input value is bound).
+    #[error("no such attribute: '{name}' is not set for this value")]
+    UnsetVariable {
+        /// The variable.
+        name: String,
+    },
+    /// A map (for instance `inputs.parameter_values`) has no entry for the key.
+    #[error("no such key: {key}{}", cel_known_keys(known))]
+    NoSuchKey {
+        /// The missing key, as a CEL literal.
+        key: String,
+        /// Some keys the map does have, as CEL literals.
+        known: Vec<String>,
+    },
+    /// A list index outside the list.
+    #[error("index {index} out of range in list of size {size}")]
+    IndexOutOfRange {
+        /// The index.
+        index: i64,
+        /// The list's size.
+        size: usize,
+    },
+    /// An operator or function applied to operand types it has no overload for.
+    #[error("no such overload: {signature}")]
+    NoSuchOverload {
+        /// The operation with its operand types, such as `string + int`.
+        signature: String,
+    },
+    /// Integer division by zero.
+    #[error("division by zero")]
+    DivisionByZero,
+    /// Integer modulus by zero.
+    #[error("modulus by zero")]
+    ModulusByZero,
+    /// An integer operation or conversion whose result does not fit 64 bits.
+    #[error("{} overflow: {operation}", if *unsigned { "unsigned integer" } else { "integer" })]
+    Overflow {
+        /// The operation, such as `9223372036854775807 + 1`.
+        operation: String,
+        /// Whether the result type is `uint`.
+        unsigned: bool,
+    },
+    /// A conversion function (`int()`, `double()`, `bool()`, …) that cannot convert its argument.
+    #[error("type conversion error: cannot convert {value} to {target}: {reason}")]
+    Conversion {
+        /// The argument, with its type (`string "abc"`).
+        value: String,
+        /// The target type.
+        target: String,
+        /// Why it cannot be converted.
+        reason: String,
+    },
+    /// `parseJson()` was given text that is not JSON.
+    #[error("parseJson: failed to unmarshal JSON: {message}")]
+    ParseJson {
+        /// The JSON parser's message.
+        message: String,
+    },
+    /// Any other evaluation error (ordering NaN, a duplicate map key, iterating a non-list, …).
+    #[error("{message}")]
+    Eval {
+        /// What went wrong.
+        message: String,
+    },
+    /// The evaluation took more steps than allowed (nested comprehensions over large inputs).
+    #[error("the evaluation exceeded the cost limit of {limit} steps")]
+    CostLimit {
+        /// The limit.
+        limit: u64,
+    },
+    /// A condition evaluated to something else than a bool.
+    #[error("the condition evaluated to {kind} {value}, not to a bool")]
+    NotBool {
+        /// The result's CEL type.
+        kind: String,
+        /// The result, as a CEL literal.
+        value: String,
+    },
+    /// A selector's result has no JSON (protobuf `Value`) form.
+    #[error("the result cannot be converted to a JSON value: {reason}")]
+    NotJson {
+        /// Why not.
+        reason: String,
+    },
+}
+
+/// " (the map has keys …)" for [`CelError::NoSuchKey`].
+fn cel_known_keys(known: &[String]) -> String {
+    match known {
+        [] => " (the map is empty)".to_owned(),
+        keys => format!(" (the map has keys {})", keys.join(", ")),
+    }
+}

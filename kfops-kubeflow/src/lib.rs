@@ -13,5 +13,6 @@
 pub mod compile;
 pub mod error;
 pub mod ir;
+pub mod local;
 
-pub use error::{CompileError, IrError};
+pub use error::{CompileError, IrError, RunnerError};

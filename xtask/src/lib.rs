@@ -1,9 +1,11 @@
 //! Developer tasks for the kfops workspace, as a library so tests can call them.
 //!
 //! * [`codegen`]: write (or check) generated files (`schema/kfops.schema.json`).
+//! * [`bench`]: the local-runner benchmark against kfp.local.
 //! * [`tidy`]: check the architecture invariants of `ARCHITECTURE.md` against
 //!   `cargo metadata` and the sources.
 
+pub mod bench;
 pub mod codegen;
 pub mod tidy;
 

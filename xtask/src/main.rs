@@ -5,6 +5,7 @@
 //! cargo xtask tidy                check the architecture invariants
 //! cargo xtask test                set up the Python venv with kfp, then run every test
 //! cargo xtask demo                the README's main job on examples/
+//! cargo xtask bench local [--reps N]  local runner vs kfp.local → BENCHMARKS.md
 //! ```
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -25,8 +26,9 @@ fn main() -> ExitCode {
         Some("tidy") => run_tidy(&root),
         Some("test") => run_tests(&root, &args[1..]),
         Some("demo") => run_demo(&root),
+        Some("bench") if args.get(1).map(String::as_str) == Some("local") => run_bench(&root, &args[2..]),
         Some("venv") => ensure_venv(&root).map(|p| println!("{}", p.display())),
-        _ => Err("usage: cargo xtask <codegen [--check] | tidy | test [cargo test args] | demo | venv>".into()),
+        _ => Err("usage: cargo xtask <codegen [--check] | tidy | test [cargo test args] | demo | bench local [--reps N] | venv>".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -111,12 +113,9 @@ fn run_tests(root: &Path, extra: &[String]) -> Result<(), String> {
 fn run_demo(root: &Path) -> Result<(), String> {
     let python = ensure_venv(root)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let example = root.join("examples/hello-pipeline");
-    let out_dir = root.join("target/demo");
-    std::fs::create_dir_all(&out_dir).map_err(|e| format!("creating {}: {e}", out_dir.display()))?;
-    let ir = out_dir.join("hello-pipeline.yaml");
-    let ir = ir.to_str().ok_or("the workspace path is not UTF-8")?;
-    for args in [vec!["validate"], vec!["compile", "--output", ir]] {
+    let example = root.join("examples/churn-model");
+    // Validate, then a real run on the embedded local runner (no Kubeflow configured).
+    for args in [vec!["validate"], vec!["build-run"]] {
         status(
             Command::new(&cargo)
                 .args(["run", "--quiet", "--package", "kfops-cli", "--bin", "kfc", "--", "-C"])
@@ -133,4 +132,31 @@ fn run_demo(root: &Path) -> Result<(), String> {
 fn status(cmd: &mut Command, what: &str) -> Result<(), String> {
     let st = cmd.status().map_err(|e| format!("{what}: {e}"))?;
     if st.success() { Ok(()) } else { Err(format!("{what} failed ({st})")) }
+}
+
+fn run_bench(root: &Path, args: &[String]) -> Result<(), String> {
+    let reps = match args {
+        [flag, n] if flag == "--reps" => n.parse::<usize>().map_err(|_| format!("--reps takes a number, got `{n}`"))?,
+        [] => 5,
+        other => return Err(format!("unexpected arguments {other:?}; usage: cargo xtask bench local [--reps N]")),
+    };
+    let python = ensure_venv(root)?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    status(
+        Command::new(&cargo).args(["build", "--release", "--quiet", "-p", "kfops-cli"]).current_dir(root),
+        "building kfc (release)",
+    )?;
+    let env = xtask::bench::BenchEnv {
+        root: root.to_path_buf(),
+        python,
+        kfc: root.join("target/release/kfc"),
+        work: root.join("target/bench"),
+    };
+    let results = xtask::bench::run_cases(&env, reps)?;
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let machine = format!("{cpus} CPUs, {} {}", std::env::consts::OS, std::env::consts::ARCH);
+    let text = xtask::bench::render(&results, reps, &machine);
+    std::fs::write(root.join("BENCHMARKS.md"), &text).map_err(|e| format!("writing BENCHMARKS.md: {e}"))?;
+    println!("{text}");
+    Ok(())
 }

@@ -17,6 +17,16 @@ fn validate_accepts_the_example_project() {
 }
 
 #[test]
+fn a_relative_project_path_works() {
+    let out = kfc()
+        .current_dir(workspace())
+        .args(["-C", "examples/hello-pipeline", "validate", "-q"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn validate_json_reports_typed_arguments_with_defaults() {
     let dir = project(&[("kfops.yaml", HELLO_CONFIG), ("pipeline.py", &hello_pipeline_py())]);
     let out = kfc().arg("-C").arg(dir.path()).args(["validate", "--output", "json"]).output().expect("runs");

@@ -5,6 +5,7 @@
 //! skip, when neither exists.
 
 mod commands;
+mod local;
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +40,8 @@ pub(crate) fn kfc() -> Command {
         }
     }
     cmd.env("KFOPS_PYTHON", python());
+    // Lightweight-component virtualenvs are cached once for all tests.
+    cmd.env("KFOPS_CACHE_DIR", workspace().join("target/kfops-test-cache"));
     cmd
 }
 

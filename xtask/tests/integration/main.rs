@@ -83,3 +83,13 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).expect("mkdir");
     dir
 }
+
+#[test]
+fn bench_medians_and_fixture() {
+    use std::time::Duration;
+    let ms = Duration::from_millis;
+    assert_eq!(xtask::bench::median(vec![ms(5), ms(1), ms(3)]), ms(3));
+    assert_eq!(xtask::bench::median(vec![ms(4), ms(1), ms(3), ms(2)]), ms(2));
+    let chain: serde_json::Value = serde_json::from_str(&xtask::bench::trivial_chain_json(3)).expect("json");
+    assert_eq!(chain.pointer("/root/dag/tasks/t2/dependentTasks"), Some(&serde_json::json!(["t1"])));
+}

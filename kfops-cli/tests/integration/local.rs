@@ -1,0 +1,162 @@
+//! `kfc local run`, `kfc build-run` on the local runner, `kfc runs list|show`.
+
+use serde_json::{Value, json};
+
+use crate::{kfc, project, texts, workspace};
+
+fn reference_path(name: &str) -> std::path::PathBuf {
+    workspace().join("../shared/reference/kfp-ir-examples").join(name)
+}
+
+#[test]
+fn local_run_prints_exactly_one_json_object_with_typed_values() {
+    let dir = project(&[]);
+    let out = kfc()
+        .arg("-C")
+        .arg(dir.path())
+        .args(["local", "run"])
+        .arg(reference_path("p3_artifacts_container.yaml"))
+        .args(["-p", "rows=7", "-p", "label=run-a", "--output", "json"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("exactly one JSON document on stdout");
+    assert_eq!(v["state"], json!("SUCCEEDED"));
+    assert!(v["run_id"].as_str().is_some_and(|id| id.len() == 36));
+    assert_eq!(v["outputs"], json!({}));
+    let tasks = v["tasks"].as_array().expect("tasks");
+    let train = tasks.iter().find(|t| t["name"] == json!("train")).expect("train");
+    assert_eq!(train, &json!({"name": "train", "state": "SUCCEEDED", "outputs": {"n_lines": 7}}));
+    assert_eq!(
+        v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()),
+        Some(vec!["run_id".into(), "state".into(), "outputs".into(), "tasks".into()])
+    );
+}
+
+#[test]
+fn local_run_exit_codes_follow_the_run() {
+    let dir = project(&[]);
+    // Failed run: exit 6 with the failing task's reason.
+    let out = kfc()
+        .arg("-C")
+        .arg(dir.path())
+        .args(["local", "run"])
+        .arg(reference_path("p4_platform_spec_importer.yaml"))
+        .output()
+        .expect("runs");
+    let (_, stderr) = texts(&out, dir.path());
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(stderr.contains("FAILED"), "{stderr}");
+    assert!(stderr.contains("kfc runs show"), "{stderr}");
+    // Arguments that do not fit: exit 3 before anything runs.
+    let out = kfc()
+        .arg("-C")
+        .arg(dir.path())
+        .args(["local", "run"])
+        .arg(reference_path("p3_artifacts_container.yaml"))
+        .args(["-p", "rows=\"7\"", "-p", "nope=1"])
+        .output()
+        .expect("runs");
+    let (_, stderr) = texts(&out, dir.path());
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("unknown pipeline input `nope`") && stderr.contains("input `rows` expects NUMBER_INTEGER"),
+        "{stderr}"
+    );
+    // Malformed -p: usage error.
+    let out = kfc()
+        .arg("-C")
+        .arg(dir.path())
+        .args(["local", "run"])
+        .arg(reference_path("p3_artifacts_container.yaml"))
+        .args(["-p", "rows"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn runs_are_listed_and_shown() {
+    let dir = project(&[]);
+    let out = kfc()
+        .arg("-C")
+        .arg(dir.path())
+        .args(["local", "run"])
+        .arg(reference_path("p6_concat_placeholder.yaml"))
+        .args(["--output", "json"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = serde_json::from_slice::<Value>(&out.stdout).expect("json")["run_id"].as_str().expect("id").to_owned();
+
+    let out = kfc().arg("-C").arg(dir.path()).args(["runs", "list"]).output().expect("runs");
+    let (stdout, _) = texts(&out, dir.path());
+    assert!(out.status.success());
+    assert!(
+        stdout.contains(&id[..8]) && stdout.contains("concat-placeholder") && stdout.contains("SUCCEEDED"),
+        "{stdout}"
+    );
+
+    let out = kfc().arg("-C").arg(dir.path()).args(["runs", "show", &id[..8]]).output().expect("runs");
+    let (stdout, _) = texts(&out, dir.path());
+    assert!(out.status.success());
+    assert!(
+        stdout.contains(&format!("run       {id}")) && stdout.contains("show") && stdout.contains("a = \"q\""),
+        "{stdout}"
+    );
+
+    let out = kfc().arg("-C").arg(dir.path()).args(["runs", "show", "ffffffff"]).output().expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no local run `ffffffff`"));
+}
+
+#[test]
+fn build_run_without_kubeflow_runs_the_example_locally() {
+    let out = kfc()
+        .arg("-C")
+        .arg(workspace().join("examples/churn-model"))
+        .args(["build-run", "--output", "json"])
+        .output()
+        .expect("runs");
+    let (stdout, stderr) = texts(&out, &workspace());
+    assert!(out.status.success(), "{stderr}");
+    let v: Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(v["state"], json!("SUCCEEDED"));
+    let accuracy = v["outputs"]["Output"].as_f64().expect("accuracy output");
+    assert!(accuracy > 0.75, "the example model learns something: {accuracy}");
+    let gate = v["tasks"].as_array().expect("tasks").iter().find(|t| t["name"] == json!("condition-1")).expect("gate");
+    assert_eq!(gate["state"], json!("SUCCEEDED"));
+}
+
+#[test]
+fn build_run_notice_and_kubeflow_backend_message() {
+    let dir = project(&[
+        ("kfops.yaml", "pipeline:\n  name: p6\n  pipeline_path: p6.yaml\n"),
+        ("p6.yaml", &std::fs::read_to_string(reference_path("p6_concat_placeholder.yaml")).expect("p6")),
+    ]);
+    let out = kfc().arg("-C").arg(dir.path()).arg("build-run").output().expect("runs");
+    let (stdout, stderr) = texts(&out, dir.path());
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no Kubeflow endpoint configured (kubeflow.url); running on the embedded local runner"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("SUCCEEDED"), "{stdout}");
+
+    let out = kfc()
+        .arg("-C")
+        .arg(dir.path())
+        .args(["build-run", "--kubeflow-url", "https://kf.example.com/pipeline"])
+        .output()
+        .expect("runs");
+    let (_, stderr) = texts(&out, dir.path());
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("add --local"), "{stderr}");
+    let out = kfc()
+        .arg("-C")
+        .arg(dir.path())
+        .args(["build-run", "--local", "--kubeflow-url", "https://kf.example.com/pipeline", "-q"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+}
