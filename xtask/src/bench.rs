@@ -78,20 +78,27 @@ pub fn render(results: &[CaseResult], reps: usize, machine: &str) -> String {
     out.push_str("| case | anchor | anchor median | kfc median | ratio | what it shows |\n|---|---|---|---|---|---|\n");
     for r in results {
         let (anchor, ratio) = match r.anchor {
-            Some(a) => {
-                (format!("{:.3} s", a.as_secs_f64()), format!("{:.3}", r.kfc.as_secs_f64() / a.as_secs_f64().max(1e-9)))
-            }
+            Some(a) => (human(a), format!("{:.3}", r.kfc.as_secs_f64() / a.as_secs_f64().max(1e-9))),
             None => ("-".into(), "-".into()),
         };
         out.push_str(&format!(
-            "| {} | {} | {anchor} | {:.3} s | {ratio} | {} |\n",
+            "| {} | {} | {anchor} | {} | {ratio} | {} |\n",
             r.name,
             r.anchor_name,
-            r.kfc.as_secs_f64(),
+            human(r.kfc),
             r.note
         ));
     }
     out
+}
+
+/// A duration for the table: seconds above one second, milliseconds below.
+fn human(d: Duration) -> String {
+    if d >= Duration::from_secs(1) {
+        format!("{:.3} s", d.as_secs_f64())
+    } else {
+        format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+    }
 }
 
 /// Paths the benchmark needs.

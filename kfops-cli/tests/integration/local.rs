@@ -160,3 +160,49 @@ fn build_run_notice_and_kubeflow_backend_message() {
         .expect("runs");
     assert!(out.status.success());
 }
+
+#[test]
+fn ctrl_c_cancels_the_run_and_exits_130() {
+    let spec = json!({
+        "components": {"comp-nap": {"executorLabel": "exec-nap"}},
+        "deploymentSpec": {"executors": {"exec-nap": {"container": {"image": "alpine", "command": ["sh", "-c"], "args": ["sleep 30"]}}}},
+        "pipelineInfo": {"name": "napping"},
+        "root": {"dag": {"tasks": {"nap": {"componentRef": {"name": "comp-nap"}, "taskInfo": {"name": "nap"}}}}},
+        "schemaVersion": "2.1.0"
+    });
+    let dir = project(&[("nap.json", &spec.to_string())]);
+    let bin = assert_cmd::cargo::cargo_bin("kfc");
+    let child = std::process::Command::new(bin)
+        .arg("-C")
+        .arg(dir.path())
+        .args(["local", "run", "nap.json"])
+        .env("KFOPS_PYTHON", crate::python())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Wait until the task is running, then press Ctrl-C.
+    let runs = dir.path().join(".kfops/runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let running = std::fs::read_dir(&runs)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .and_then(|e| std::fs::read_to_string(e.path().join("run.json")).ok())
+            .is_some_and(|t| t.contains("\"path\": \"nap\"") && t.contains("\"RUNNING\""));
+        if running {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the run never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("was cancelled"));
+    let listed = kfc().arg("-C").arg(dir.path()).args(["runs", "list", "--output", "json"]).output().expect("runs");
+    let v: Value = serde_json::from_slice(&listed.stdout).expect("json");
+    assert_eq!(v[0]["state"], json!("CANCELED"));
+}

@@ -381,3 +381,77 @@ fn max_overlap(intervals: &[(String, String)]) -> usize {
         .max()
         .unwrap_or(0)
 }
+
+#[test]
+fn job_placeholders_artifact_metadata_and_local_importers() {
+    let facts = "printf '%s|%s|%s|%s|%s|%s|%s|%s|%s' '{{$.pipeline_job_name}}' '{{$.pipeline_job_resource_name}}' \
+                 '{{$.pipeline_job_uuid}}' '{{$.pipeline_task_name}}' '{{$.pipeline_task_uuid}}' '{{$.pipeline_root}}' \
+                 '{{$.pipeline_job_create_time_utc}}' '{{$.pipeline_job_schedule_time_utc}}' '{{$.workspace_path}}'";
+    // A producer that reports artifact metadata as a float, the way Python writes `5.0`.
+    let produce = "cp \"{{$.inputs.artifacts['data'].path}}\" \"{{$.outputs.artifacts['copy'].path}}\"; \
+                   printf '{\"artifacts\": {\"copy\": {\"artifacts\": [{\"name\": \"copy\", \"metadata\": {\"rows\": 5.0, \"tags\": [1.0, 2.5]}}]}}}' \
+                   > \"{{$.outputs.output_file}}\"";
+    let consume = "cat \"{{$.inputs.artifacts['copy'].path}}\"; echo; echo '{{$.inputs.artifacts['copy'].metadata}}'";
+    let spec = json!({
+        "components": {
+            "comp-facts": {"executorLabel": "exec-facts"},
+            "comp-importer": {"executorLabel": "exec-importer", "inputDefinitions": {"parameters": {"uri": {"parameterType": "STRING"}}},
+                              "outputDefinitions": {"artifacts": {"artifact": {"artifactType": {"schemaTitle": "system.Dataset", "schemaVersion": "0.0.1"}}}}},
+            "comp-produce": {"executorLabel": "exec-produce",
+                             "inputDefinitions": {"artifacts": {"data": {"artifactType": {"schemaTitle": "system.Dataset", "schemaVersion": "0.0.1"}}}},
+                             "outputDefinitions": {"artifacts": {"copy": {"artifactType": {"schemaTitle": "system.Dataset", "schemaVersion": "0.0.1"}}}}},
+            "comp-consume": {"executorLabel": "exec-consume",
+                             "inputDefinitions": {"artifacts": {"copy": {"artifactType": {"schemaTitle": "system.Dataset", "schemaVersion": "0.0.1"}}}}}
+        },
+        "deploymentSpec": {"executors": {
+            "exec-facts": {"container": {"image": "alpine", "command": ["sh", "-c"], "args": [facts]}},
+            "exec-importer": {"importer": {"artifactUri": {"runtimeParameter": "uri"}, "typeSchema": {"schemaTitle": "system.Dataset", "schemaVersion": "0.0.1"}}},
+            "exec-produce": {"container": {"image": "alpine", "command": ["sh", "-c"], "args": [produce]}},
+            "exec-consume": {"container": {"image": "alpine", "command": ["sh", "-c"], "args": [consume]}}
+        }},
+        "pipelineInfo": {"name": "facts"},
+        "root": {"dag": {"tasks": {
+            "facts": {"componentRef": {"name": "comp-facts"}, "taskInfo": {"name": "facts"}},
+            "importer": {"componentRef": {"name": "comp-importer"}, "taskInfo": {"name": "importer"},
+                         "inputs": {"parameters": {"uri": {"runtimeValue": {"constant": "data/lines.txt"}}}}},
+            "produce": {"componentRef": {"name": "comp-produce"}, "taskInfo": {"name": "produce"},
+                        "inputs": {"artifacts": {"data": {"taskOutputArtifact": {"producerTask": "importer", "outputArtifactKey": "artifact"}}}}},
+            "consume": {"componentRef": {"name": "comp-consume"}, "taskInfo": {"name": "consume"},
+                        "inputs": {"artifacts": {"copy": {"taskOutputArtifact": {"producerTask": "produce", "outputArtifactKey": "copy"}}}}}
+        }}},
+        "schemaVersion": "2.1.0"
+    });
+    let job = PipelineJob::from_json_str(&spec.to_string()).expect("fixture");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("data")).expect("mkdir");
+    std::fs::write(dir.path().join("data/lines.txt"), "a\nb\n").expect("write");
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let run = rt.block_on(runner(dir.path(), 2).run(&job, &BTreeMap::new(), Arc::new(NoProgress), rx)).expect("runs");
+    let r = &run.record;
+    assert_eq!(r.state, RunState::Succeeded, "{:?}", r.error);
+
+    let facts = log(&run, "facts");
+    let parts: Vec<&str> = facts.split('|').collect();
+    assert_eq!(parts.len(), 9, "{facts}");
+    assert!(parts.iter().all(|p| !p.is_empty()), "every placeholder resolves: {facts}");
+    assert_eq!(parts[0], r.display_name);
+    assert_eq!(parts[1], format!("facts-{}", &r.id[..8]));
+    assert_eq!(parts[2], r.id);
+    assert_eq!(parts[3], "facts");
+    assert_eq!(parts[4].len(), 36, "task uuid");
+    assert_eq!(parts[6], r.created_at);
+    assert!(Path::new(parts[8]).is_dir(), "workspace exists");
+
+    // The local file was imported, copied, and its metadata reached the consumer with integers kept.
+    let consumed = log(&run, "consume");
+    assert!(consumed.starts_with("a\nb\n"), "{consumed}");
+    assert!(consumed.contains(r#"{"rows":5,"tags":[1,2.5]}"#), "{consumed}");
+    let input: Value =
+        serde_json::from_slice(&std::fs::read(run.dir.join("tasks/consume/executor_input.json")).expect("input"))
+            .expect("json");
+    assert_eq!(
+        input.pointer("/inputs/artifacts/copy/artifacts/0/metadata"),
+        Some(&json!({"rows": 5, "tags": [1, 2.5]}))
+    );
+}
