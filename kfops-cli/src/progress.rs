@@ -136,7 +136,7 @@ impl Progress for RunProgress {
                 }
                 if self.live {
                     redraw(&mut st);
-                } else {
+                } else if state != RunState::Pending {
                     let timing = match (&entry.finished, state) {
                         (Some(d), s) if s != RunState::Skipped => format!(" ({:.2}s)", d.as_secs_f64()),
                         _ => String::new(),

@@ -155,6 +155,15 @@ impl Engine {
         };
         let mut done: Done = HashMap::new();
         let mut waiting: BTreeSet<String> = dag.tasks.keys().cloned().collect();
+        // Let live views show the whole DAG from the start.
+        for (name, task) in &dag.tasks {
+            self.progress.event(ProgressEvent::Task {
+                path: join_path(&prefix, name),
+                name: display_name(name, task),
+                state: RunState::Pending,
+                detail: None,
+            });
+        }
         let mut running: JoinSet<(String, Outcome)> = JoinSet::new();
         loop {
             let mut settled_inline = false;
@@ -169,12 +178,7 @@ impl Engine {
                 waiting.remove(&name);
                 let task = dag.tasks[&name].clone();
                 let path = join_path(&prefix, &name);
-                let display = task
-                    .task_info
-                    .as_ref()
-                    .map(|i| i.name.clone())
-                    .filter(|n| !n.is_empty())
-                    .unwrap_or_else(|| name.clone());
+                let display = display_name(&name, &task);
                 let strategy = task.trigger_policy.as_ref().and_then(|p| p.strategy.clone());
                 let completed_strategy = strategy == Some(TriggerStrategy::AllUpstreamTasksCompleted);
                 let blocked: Vec<&str> = task
@@ -641,6 +645,11 @@ impl Engine {
             "error": error,
         })
     }
+}
+
+/// `taskInfo.name`, else the task's key.
+fn display_name(name: &str, task: &PipelineTaskSpec) -> String {
+    task.task_info.as_ref().map(|i| i.name.clone()).filter(|n| !n.is_empty()).unwrap_or_else(|| name.to_owned())
 }
 
 fn join_path(prefix: &str, name: &str) -> String {

@@ -455,3 +455,46 @@ fn job_placeholders_artifact_metadata_and_local_importers() {
         Some(&json!({"rows": 5, "tags": [1, 2.5]}))
     );
 }
+
+#[test]
+fn loops_over_a_task_output_list_of_dicts_with_field_selectors() {
+    let item = "pipelinechannel--make-Output-loop-item";
+    let spec = json!({
+        "components": {
+            "comp-make": {"executorLabel": "exec-make", "outputDefinitions": {"parameters": {"Output": {"parameterType": "LIST"}}}},
+            "comp-for-loop-1": {
+                "dag": {
+                    "tasks": {"use": {"componentRef": {"name": "comp-use"}, "taskInfo": {"name": "use"}, "inputs": {"parameters": {
+                        "a": {"componentInputParameter": item, "parameterExpressionSelector": "parseJson(string_value)[\"a\"]"},
+                        "b": {"componentInputParameter": item, "parameterExpressionSelector": "parseJson(string_value)[\"b\"]"}
+                    }}}},
+                    "outputs": {"parameters": {"pipelinechannel--use-Output": {"valueFromParameter": {"producerSubtask": "use", "outputParameterKey": "Output"}}}}
+                },
+                "inputDefinitions": {"parameters": {"pipelinechannel--make-Output": {"parameterType": "LIST"}, item: {"parameterType": "STRUCT"}}},
+                "outputDefinitions": {"parameters": {"pipelinechannel--use-Output": {"parameterType": "LIST"}}}
+            },
+            "comp-use": {"executorLabel": "exec-use",
+                         "inputDefinitions": {"parameters": {"a": {"parameterType": "NUMBER_INTEGER"}, "b": {"parameterType": "STRING"}}},
+                         "outputDefinitions": {"parameters": {"Output": {"parameterType": "STRING"}}}}
+        },
+        "deploymentSpec": {"executors": {
+            "exec-make": {"container": {"image": "alpine", "command": ["sh", "-c"],
+                          "args": ["printf '[{\"a\": 1, \"b\": \"x\"}, {\"a\": 2, \"b\": \"y\"}]' > \"{{$.outputs.parameters['Output'].output_file}}\""]}},
+            "exec-use": {"container": {"image": "alpine", "command": ["sh", "-c"],
+                         "args": ["printf '%s-%s' '{{$.inputs.parameters['a']}}' '{{$.inputs.parameters['b']}}' > \"{{$.outputs.parameters['Output'].output_file}}\""]}}
+        }},
+        "pipelineInfo": {"name": "dict-loop"},
+        "root": {"dag": {"tasks": {
+            "make": {"componentRef": {"name": "comp-make"}, "taskInfo": {"name": "make"}},
+            "for-loop-1": {"componentRef": {"name": "comp-for-loop-1"}, "taskInfo": {"name": "for-loop-1"}, "dependentTasks": ["make"],
+                           "inputs": {"parameters": {"pipelinechannel--make-Output": {"taskOutputParameter": {"producerTask": "make", "outputParameterKey": "Output"}}}},
+                           "parameterIterator": {"itemInput": item, "items": {"inputParameter": "pipelinechannel--make-Output"}}}
+        }}},
+        "schemaVersion": "2.1.0"
+    });
+    let job = PipelineJob::from_json_str(&spec.to_string()).expect("fixture");
+    let (_dir, run) = run(&job, json!({}), 2);
+    let r = &run.record;
+    assert_eq!(r.state, RunState::Succeeded, "{:?}", r.error);
+    assert_eq!(task(r, "for-loop-1").outputs.get("pipelinechannel--use-Output"), Some(&json!(["1-x", "2-y"])));
+}
