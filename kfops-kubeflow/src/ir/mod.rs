@@ -114,6 +114,7 @@ pub use arguments::{InputKind, RootInput};
 pub use document::{PipelineJob, PlatformDeploymentSpec, PlatformSpec, SinglePlatformSpec};
 pub use lint::{Diagnostic, Severity};
 pub use parameter::{ParameterType, format_parameter_value, value_kind};
+pub(crate) use parameter::{go_format_g, go_json};
 pub use spec::{
     AcceleratorConfig, ArtifactDefinition, ArtifactIterator, ArtifactIteratorItems, ArtifactQuery, ArtifactSelector,
     ArtifactSource, ArtifactTypeSchema, CachingOptions, ComponentRef, ComponentSpec, ContainerSpec, DagOutputArtifact,

@@ -181,7 +181,7 @@ fn go_fixed_form(negative: bool, digits: &str, exp: i32) -> String {
 
 /// Go's `fmt.Sprintf("%g", f)` (shortest representation; exponent form when the
 /// exponent is < -4 or >= 6).
-fn go_format_g(f: f64) -> String {
+pub(crate) fn go_format_g(f: f64) -> String {
     if f.is_nan() {
         return "NaN".to_owned();
     }
@@ -238,6 +238,15 @@ fn write_go_json_string(s: &str, out: &mut String) {
         }
     }
     out.push('"');
+}
+
+/// Compact JSON as Go's `json.Marshal` writes a `structpb` value (keys sorted,
+/// HTML characters escaped, numbers as float64): lists and structs in placeholders
+/// and in CEL's `string_value`.
+pub(crate) fn go_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_go_json(value, &mut out);
+    out
 }
 
 /// Compact JSON the way Go's `json.Marshal` writes a `structpb` value converted

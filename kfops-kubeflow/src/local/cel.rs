@@ -457,117 +457,7 @@ pub fn pb_value_to_text(value: &Json) -> String {
         Json::String(s) => s.clone(),
         Json::Bool(b) => b.to_string(),
         Json::Number(n) => format!("{}", n.as_f64().unwrap_or(f64::NAN)),
-        Json::Array(_) | Json::Object(_) => {
-            let mut out = String::new();
-            write_go_json(value, &mut out);
-            out
-        }
-    }
-}
-
-fn write_go_json(value: &Json, out: &mut String) {
-    match value {
-        Json::Null => out.push_str("null"),
-        Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Json::Number(n) => out.push_str(&go_json_number(n.as_f64().unwrap_or(f64::NAN))),
-        Json::String(s) => write_go_json_string(s, out),
-        Json::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_go_json(item, out);
-            }
-            out.push(']');
-        }
-        Json::Object(map) => {
-            let mut entries: Vec<(&String, &Json)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            out.push('{');
-            for (i, (key, item)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_go_json_string(key, out);
-                out.push(':');
-                write_go_json(item, out);
-            }
-            out.push('}');
-        }
-    }
-}
-
-/// protojson's string escaping followed by `encoding/json`'s HTML-safe compaction.
-fn write_go_json_string(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 || matches!(c, '<' | '>' | '&' | '\u{2028}' | '\u{2029}') => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-/// The decimal digits and exponent of the shortest representation of finite, positive `x`:
-/// `x = 0.d1d2d3… × 10^(exp + 1)`, that is `d1.d2d3… × 10^exp`.
-fn shortest_digits(x: f64) -> (String, i32) {
-    let sci = format!("{x:e}");
-    let (mantissa, exponent) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
-    (mantissa.replace('.', ""), exponent.parse().unwrap_or(0))
-}
-
-fn go_exponent_form(digits: &str, exp: i32) -> String {
-    let (first, rest) = digits.split_at(digits.len().min(1));
-    let point = if rest.is_empty() { String::new() } else { format!(".{rest}") };
-    let sign = if exp < 0 { '-' } else { '+' };
-    format!("{first}{point}e{sign}{:02}", exp.unsigned_abs())
-}
-
-/// Go's `fmt.Sprintf("%g", d)` (what cel-go's `string(double)` returns).
-fn go_format_g(d: f64) -> String {
-    if d.is_nan() {
-        return "NaN".to_owned();
-    }
-    if d.is_infinite() {
-        return if d > 0.0 { "+Inf" } else { "-Inf" }.to_owned();
-    }
-    if d == 0.0 {
-        return if d.is_sign_negative() { "-0" } else { "0" }.to_owned();
-    }
-    let (digits, exp) = shortest_digits(d.abs());
-    if !(-4..6).contains(&exp) {
-        let sign = if d < 0.0 { "-" } else { "" };
-        format!("{sign}{}", go_exponent_form(&digits, exp))
-    } else {
-        format!("{d}")
-    }
-}
-
-/// How Go's JSON encoders write a double: plain decimal, exponent form below 1e-6 and from 1e21.
-fn go_json_number(d: f64) -> String {
-    let abs = d.abs();
-    if abs != 0.0 && abs.is_finite() && !(1e-6..1e21).contains(&abs) {
-        let (digits, exp) = shortest_digits(abs);
-        let sign = if d < 0.0 { "-" } else { "" };
-        let mut text = format!("{sign}{}", go_exponent_form(&digits, exp));
-        // encoding/json trims "e-07" to "e-7".
-        if let Some(at) = text.find("e-0") {
-            text.remove(at + 2);
-        }
-        text
-    } else {
-        format!("{d}")
+        Json::Array(_) | Json::Object(_) => crate::ir::go_json(value),
     }
 }
 
@@ -2732,7 +2622,7 @@ fn to_string_value(value: CelValue) -> Result<CelValue, CelError> {
         CelValue::String(_) => Ok(value),
         CelValue::Int(i) => Ok(CelValue::String(i.to_string())),
         CelValue::Uint(u) => Ok(CelValue::String(u.to_string())),
-        CelValue::Double(d) => Ok(CelValue::String(go_format_g(d))),
+        CelValue::Double(d) => Ok(CelValue::String(crate::ir::go_format_g(d))),
         CelValue::Bool(b) => Ok(CelValue::String(b.to_string())),
         CelValue::Bytes(b) => String::from_utf8(b).map(CelValue::String).map_err(|e| {
             conversion_error(&CelValue::Bytes(e.into_bytes()), CelType::String, "the bytes are not valid UTF-8")

@@ -71,6 +71,20 @@ impl Outcome {
     }
 }
 
+/// Where a loop runs and how wide.
+struct Loop<'a> {
+    /// The loop task's display name.
+    display: &'a str,
+    /// The component each iteration runs.
+    component: &'a str,
+    /// The input that receives the item.
+    item_input: &'a str,
+    /// `iteratorPolicy.parallelismLimit`, if set.
+    limit: Option<i64>,
+    /// The loop task's path.
+    path: &'a str,
+}
+
 /// What a loop iterates over.
 #[derive(Debug, Clone)]
 pub(crate) enum LoopItems {
@@ -282,62 +296,35 @@ impl Engine {
         let Some(component) = task.component_name().map(str::to_owned) else {
             return self.finish_simple(&path, &display, started, Outcome::Failed("the task names no component".into()));
         };
-        let limit = task.iterator_policy.as_ref().and_then(|p| p.parallelism_limit).filter(|l| *l > 0);
-        if let Some(iter) = &task.parameter_iterator {
-            let items = match iteration_items(
-                iter.items.as_ref().map(|i| (i.raw.as_deref(), i.input_parameter.as_deref())),
-                &inputs,
-            ) {
-                Ok(items) => items,
+        let iteration = if let Some(iter) = &task.parameter_iterator {
+            let source = iter.items.as_ref().map(|i| (i.raw.as_deref(), i.input_parameter.as_deref()));
+            match iteration_items(source, &inputs) {
+                Ok(items) => Some((iter.item_input.clone(), LoopItems::Params(items))),
                 Err(e) => return self.finish_simple(&path, &display, started, Outcome::Failed(e)),
-            };
-            return self
-                .run_loop(
-                    &task,
-                    &display,
-                    &component,
-                    inputs,
-                    &iter.item_input,
-                    LoopItems::Params(items),
-                    limit,
-                    &path,
-                    started,
-                )
-                .await;
-        }
-        if let Some(iter) = &task.artifact_iterator {
+            }
+        } else if let Some(iter) = &task.artifact_iterator {
             let source = iter.items.as_ref().map(|i| i.input_artifact.as_str()).unwrap_or_default();
-            let list = inputs.artifacts.remove(source).unwrap_or_default();
-            return self
-                .run_loop(
-                    &task,
-                    &display,
-                    &component,
-                    inputs,
-                    &iter.item_input,
-                    LoopItems::Artifacts(list),
-                    limit,
-                    &path,
-                    started,
-                )
-                .await;
+            Some((iter.item_input.clone(), LoopItems::Artifacts(inputs.artifacts.remove(source).unwrap_or_default())))
+        } else {
+            None
+        };
+        if let Some((item_input, items)) = iteration {
+            let limit = task.iterator_policy.as_ref().and_then(|p| p.parallelism_limit).filter(|l| *l > 0);
+            let lp = Loop { display: &display, component: &component, item_input: &item_input, limit, path: &path };
+            return self.run_loop(&task, lp, inputs, items, started).await;
         }
         self.run_component(&task, &display, &component, inputs, &path).await
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn run_loop(
         self: &Arc<Self>,
         task: &PipelineTaskSpec,
-        display: &str,
-        component: &str,
+        lp: Loop<'_>,
         inputs: Io,
-        item_input: &str,
         items: LoopItems,
-        limit: Option<i64>,
-        path: &str,
         started: Instant,
     ) -> Outcome {
+        let Loop { display, component, item_input, limit, path } = lp;
         self.record_task(TaskRecord {
             started_at: Some(now_rfc3339()),
             ..simple_record(path, display, "loop", RunState::Running, None)
