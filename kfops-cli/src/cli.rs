@@ -49,6 +49,9 @@ pub(crate) struct GlobalArgs {
     #[arg(short = 'n', long = "namespace", value_name = "NAMESPACE", global = true)]
     pub(crate) namespace: Option<String>,
 
+    #[command(flatten)]
+    pub(crate) auth: AuthArgs,
+
     /// More detail (compiler command, timings)
     #[arg(short = 'v', long = "verbose", global = true, conflicts_with = "quiet")]
     pub(crate) verbose: bool,
@@ -56,6 +59,23 @@ pub(crate) struct GlobalArgs {
     /// Only errors
     #[arg(short = 'q', long = "quiet", global = true)]
     pub(crate) quiet: bool,
+}
+
+/// Kubeflow credentials given on the command line (they replace `kubeflow.auth`).
+#[derive(Debug, Args, Clone, Default)]
+pub(crate) struct AuthArgs {
+    /// Bearer token read from this file on every request (e.g. a projected service-account token)
+    #[arg(long = "token-file", value_name = "FILE", global = true, conflicts_with_all = ["token_env", "cookie_file", "no_auth"])]
+    pub(crate) token_file: Option<PathBuf>,
+    /// Bearer token read from this environment variable
+    #[arg(long = "token-env", value_name = "VAR", global = true, conflicts_with_all = ["cookie_file", "no_auth"])]
+    pub(crate) token_env: Option<String>,
+    /// Session cookie (`name=value`) read from this file (Dex / oauth2-proxy)
+    #[arg(long = "cookie-file", value_name = "FILE", global = true, conflicts_with = "no_auth")]
+    pub(crate) cookie_file: Option<PathBuf>,
+    /// Send no credentials (standalone KFP), even if an in-cluster token exists
+    #[arg(long = "no-auth", global = true)]
+    pub(crate) no_auth: bool,
 }
 
 /// Output formats.
@@ -111,8 +131,27 @@ pub(crate) enum Commands {
         /// Run on the embedded local runner even if Kubeflow is configured
         #[arg(long)]
         local: bool,
+        /// On Kubeflow: follow the run with live task progress; exit non-zero unless it succeeds
+        #[arg(short = 'w', long = "wait")]
+        wait: bool,
         #[command(flatten)]
         run: LocalRunArgs,
+        #[command(flatten)]
+        out: OutputArg,
+    },
+    /// Compile the pipeline and publish it to Kubeflow as the version of this commit (reused if it exists)
+    Build {
+        #[command(flatten)]
+        out: OutputArg,
+    },
+    /// Start a run of a published version on Kubeflow (the version of this commit unless --version-id)
+    Run {
+        /// The pipeline version to run
+        #[arg(long = "version-id", value_name = "ID")]
+        version_id: Option<String>,
+        /// Follow the run with live task progress; exit non-zero unless it succeeds
+        #[arg(short = 'w', long = "wait")]
+        wait: bool,
         #[command(flatten)]
         out: OutputArg,
     },
@@ -186,24 +225,53 @@ pub(crate) enum LocalCommand {
     },
 }
 
+/// Runs on Kubeflow when a Kubeflow endpoint is configured, local runs otherwise (or with `--local`).
 #[derive(Debug, Subcommand)]
 pub(crate) enum RunsCommand {
-    /// List local runs, newest first
+    /// List runs, newest first (on Kubeflow: the project's experiment)
     List {
-        /// Folder that holds `.kfops/runs` [default: the project directory]
-        #[arg(long = "root", value_name = "DIR")]
-        root: Option<PathBuf>,
+        #[command(flatten)]
+        target: RunsTarget,
         #[command(flatten)]
         out: OutputArg,
     },
-    /// Show one local run: state, arguments, outputs, tasks
+    /// Show one run: state, arguments, outputs, tasks
     Show {
-        /// The run id (a unique prefix is enough)
+        /// The run id (for local runs a unique prefix is enough)
         id: String,
-        /// Folder that holds `.kfops/runs` [default: the project directory]
-        #[arg(long = "root", value_name = "DIR")]
-        root: Option<PathBuf>,
+        #[command(flatten)]
+        target: RunsTarget,
         #[command(flatten)]
         out: OutputArg,
     },
+    /// Follow a Kubeflow run to its end with live task progress; exit non-zero unless it succeeds
+    Wait {
+        /// The run id
+        id: String,
+        #[command(flatten)]
+        out: OutputArg,
+    },
+    /// Stop a run (Kubeflow, or a local run in another `kfc`)
+    Terminate {
+        /// The run id
+        id: String,
+        #[command(flatten)]
+        target: RunsTarget,
+    },
+    /// Retry a failed or terminated Kubeflow run
+    Retry {
+        /// The run id
+        id: String,
+    },
+}
+
+/// Which runs `kfc runs` talks about.
+#[derive(Debug, Args)]
+pub(crate) struct RunsTarget {
+    /// Local runs even if Kubeflow is configured
+    #[arg(long)]
+    pub(crate) local: bool,
+    /// Folder that holds `.kfops/runs` for local runs [default: the project directory]
+    #[arg(long = "root", value_name = "DIR")]
+    pub(crate) root: Option<PathBuf>,
 }

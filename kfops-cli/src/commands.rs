@@ -49,6 +49,11 @@ impl Context {
     }
 
     /// Load and validate the configuration, printing its warnings.
+    pub(crate) fn load(&self) -> Result<LoadedConfig, ConfigError> {
+        self.load_config()
+    }
+
+    /// Load and validate the configuration, printing its warnings.
     fn load_config(&self) -> Result<LoadedConfig, ConfigError> {
         let loaded = self.loader().load()?;
         self.printer.warnings(&loaded.warnings);
@@ -260,46 +265,79 @@ pub(crate) async fn compile(
     Ok(())
 }
 
-/// `kfc build-run`: compile, check the arguments, and run (locally when no Kubeflow endpoint is configured).
-pub(crate) async fn build_run(
-    ctx: &Context,
-    force_local: bool,
-    run: &crate::cli::LocalRunArgs,
-) -> Result<(), CliError> {
-    let loaded = ctx.load_config()?;
-    let pipeline = &loaded.config.pipeline;
-    if !force_local {
-        if let Some(url) = &loaded.config.kubeflow.url {
-            return Err(CliError::Backend(format!(
-                "running on Kubeflow ({url}, from {}) is not available in this version of kfc yet; add --local to run on the embedded local runner",
-                loaded.origin("kubeflow.url")
-            )));
-        }
-        ctx.printer.note("no Kubeflow endpoint configured (kubeflow.url); running on the embedded local runner");
-    }
-    let compiled = ctx.compile(Path::new(&pipeline.pipeline_path), pipeline.pipeline_function_name.as_deref()).await?;
-    let lint_errors: Vec<String> = compiled
-        .job
+/// Refuse a compiled pipeline with lint errors.
+pub(crate) fn ensure_lint_clean(job: &kfops_kubeflow::ir::PipelineJob) -> Result<(), CliError> {
+    let errors: Vec<String> = job
         .lint()
         .into_iter()
         .filter(|d| d.severity == LintSeverity::Error)
         .map(|d| format!("{}: {}", d.path, d.message))
         .collect();
-    if !lint_errors.is_empty() {
-        return Err(CliError::InvalidPipeline(format!(
-            "the compiled pipeline has errors:\n  {}",
-            lint_errors.join("\n  ")
-        )));
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::InvalidPipeline(format!("the compiled pipeline has errors:\n  {}", errors.join("\n  "))))
     }
-    if let Err(problems) = compiled.job.spec.check_arguments(&pipeline.pipeline_args) {
+}
+
+/// Check `pipeline_args` against the pipeline's inputs; the typed, defaulted arguments.
+pub(crate) fn check_args(
+    loaded: &LoadedConfig,
+    job: &kfops_kubeflow::ir::PipelineJob,
+    args: &std::collections::BTreeMap<String, Value>,
+) -> Result<std::collections::BTreeMap<String, Value>, CliError> {
+    job.spec.check_arguments(args).map_err(|problems| {
         let lines: Vec<String> = problems
             .iter()
             .map(|pr| format!("{pr}\n    --> {}", loaded.origin(&format!("pipeline.pipeline_args.{}", pr.name()))))
             .collect();
-        return Err(CliError::InvalidPipeline(format!(
-            "pipeline.pipeline_args do not fit the pipeline:\n  {}",
-            lines.join("\n  ")
-        )));
+        CliError::InvalidPipeline(format!("pipeline.pipeline_args do not fit the pipeline:\n  {}", lines.join("\n  ")))
+    })
+}
+
+/// `kfc build-run`: on Kubeflow when an endpoint is configured (unless `--local`), else on the local runner.
+pub(crate) async fn build_run(
+    ctx: &Context,
+    force_local: bool,
+    wait: bool,
+    run: &crate::cli::LocalRunArgs,
+) -> Result<(), CliError> {
+    let loaded = ctx.load_config()?;
+    if !force_local {
+        if let Some(conn) = crate::kubeflow::connection(ctx, Some(&loaded), &ctx.global.auth) {
+            return crate::kubeflow::build_run(ctx, &loaded, conn, wait).await;
+        }
+        ctx.printer.note("no Kubeflow endpoint configured (kubeflow.url); running on the embedded local runner");
     }
+    let pipeline = &loaded.config.pipeline;
+    let compiled = ctx.compile(Path::new(&pipeline.pipeline_path), pipeline.pipeline_function_name.as_deref()).await?;
+    ensure_lint_clean(&compiled.job)?;
+    check_args(&loaded, &compiled.job, &pipeline.pipeline_args)?;
     crate::runs::run_locally(ctx, &compiled.job, &pipeline.pipeline_args, &loaded.root, run).await
+}
+
+/// `kfc build`: publish to Kubeflow (which must be configured).
+pub(crate) async fn build(ctx: &Context) -> Result<(), CliError> {
+    let loaded = ctx.load_config()?;
+    let conn = require_kubeflow(ctx, &loaded, "build")?;
+    crate::kubeflow::build(ctx, &loaded, conn).await
+}
+
+/// `kfc run`: start a run on Kubeflow (which must be configured).
+pub(crate) async fn run(ctx: &Context, version_id: Option<String>, wait: bool) -> Result<(), CliError> {
+    let loaded = ctx.load_config()?;
+    let conn = require_kubeflow(ctx, &loaded, "run")?;
+    crate::kubeflow::run(ctx, &loaded, conn, version_id, wait).await
+}
+
+fn require_kubeflow(
+    ctx: &Context,
+    loaded: &LoadedConfig,
+    command: &str,
+) -> Result<kfops_kubeflow::kfp::client::KfpConfig, CliError> {
+    crate::kubeflow::connection(ctx, Some(loaded), &ctx.global.auth).ok_or_else(|| {
+        CliError::Usage(format!(
+            "`kfc {command}` publishes to Kubeflow, and no endpoint is configured: set `kubeflow.url` in kfops.yaml, KFOPS_KUBEFLOW__URL, or --kubeflow-url (`kfc build-run` runs locally without one)"
+        ))
+    })
 }

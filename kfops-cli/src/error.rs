@@ -1,7 +1,7 @@
 //! `kfc`'s errors and their exit codes.
 
 use kfops_config::ConfigError;
-use kfops_kubeflow::{CompileError, IrError, RunnerError};
+use kfops_kubeflow::{CompileError, IrError, KfpError, RunnerError};
 
 /// Documented exit codes of `kfc`.
 pub(crate) mod exit {
@@ -41,6 +41,9 @@ pub(crate) enum CliError {
     /// The local runner could not run the pipeline.
     #[error(transparent)]
     Runner(#[from] RunnerError),
+    /// Kubeflow Pipelines refused or could not be reached.
+    #[error(transparent)]
+    Kfp(KfpError),
     /// The run finished and did not succeed (the message names the failed tasks).
     #[error("{0}")]
     RunFailed(String),
@@ -77,7 +80,7 @@ impl CliError {
             CliError::Usage(_) => exit::USAGE,
             CliError::Runner(RunnerError::Arguments { .. } | RunnerError::Invalid(_)) => exit::INVALID,
             CliError::Runner(RunnerError::NotFound { .. } | RunnerError::Ambiguous { .. }) => exit::USAGE,
-            CliError::Runner(_) | CliError::Backend(_) => exit::BACKEND,
+            CliError::Runner(_) | CliError::Backend(_) | CliError::Kfp(_) => exit::BACKEND,
             CliError::RunFailed(_) => exit::RUN_FAILED,
             CliError::Interrupted(_) => exit::INTERRUPTED,
             CliError::Io { .. } => exit::INTERNAL,

@@ -7,6 +7,7 @@
 mod cli;
 mod commands;
 mod error;
+mod kubeflow;
 mod output;
 mod progress;
 mod runs;
@@ -82,21 +83,31 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let ctx = Context { printer: printer(Format::Text), global: cli.global, root };
             commands::compile(&ctx, source, function, output, format).await
         }
-        Commands::BuildRun { local, run, out } => {
+        Commands::BuildRun { local, wait, run, out } => {
             let ctx = Context { printer: printer(format_for(out.output)), global: cli.global, root };
-            commands::build_run(&ctx, local, &run).await
+            commands::build_run(&ctx, local, wait, &run).await
+        }
+        Commands::Build { out } => {
+            let ctx = Context { printer: printer(format_for(out.output)), global: cli.global, root };
+            commands::build(&ctx).await
+        }
+        Commands::Run { version_id, wait, out } => {
+            let ctx = Context { printer: printer(format_for(out.output)), global: cli.global, root };
+            commands::run(&ctx, version_id, wait).await
         }
         Commands::Local { command: LocalCommand::Run { pipeline, params, root: runs_root, function, run, out } } => {
             let ctx = Context { printer: printer(format_for(out.output)), global: cli.global, root };
             runs::local_run(&ctx, &pipeline, &params, runs_root, function.as_deref(), &run).await
         }
-        Commands::Runs { command: RunsCommand::List { root: runs_root, out } } => {
-            let ctx = Context { printer: printer(format_for(out.output)), global: cli.global, root };
-            runs::runs_list(&ctx, runs_root)
-        }
-        Commands::Runs { command: RunsCommand::Show { id, root: runs_root, out } } => {
-            let ctx = Context { printer: printer(format_for(out.output)), global: cli.global, root };
-            runs::runs_show(&ctx, &id, runs_root)
+        Commands::Runs { command } => {
+            let out = match &command {
+                RunsCommand::List { out, .. } | RunsCommand::Show { out, .. } | RunsCommand::Wait { out, .. } => {
+                    out.output
+                }
+                RunsCommand::Terminate { .. } | RunsCommand::Retry { .. } => None,
+            };
+            let ctx = Context { printer: printer(format_for(out)), global: cli.global, root };
+            runs::runs(&ctx, command).await
         }
         Commands::Completions { shell } => {
             let mut cmd = Cli::command();

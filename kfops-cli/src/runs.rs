@@ -223,3 +223,43 @@ pub(crate) fn runs_show(ctx: &Context, id: &str, root: Option<PathBuf>) -> Resul
 fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() <= n { s.to_owned() } else { format!("{}…", s.chars().take(n).collect::<String>()) }
 }
+
+/// `kfc runs …`: Kubeflow runs when an endpoint is configured (and not `--local`), local runs otherwise.
+pub(crate) async fn runs(ctx: &Context, command: crate::cli::RunsCommand) -> Result<(), CliError> {
+    use crate::cli::RunsCommand;
+    use crate::kubeflow::{RunAction, connection, optional_config};
+
+    let force_local = match &command {
+        RunsCommand::List { target, .. } | RunsCommand::Show { target, .. } | RunsCommand::Terminate { target, .. } => {
+            target.local
+        }
+        RunsCommand::Wait { .. } | RunsCommand::Retry { .. } => false,
+    };
+    let loaded = if force_local { None } else { optional_config(ctx)? };
+    let conn = if force_local { None } else { connection(ctx, loaded.as_ref(), &ctx.global.auth) };
+    match (command, conn) {
+        (RunsCommand::List { .. }, Some(conn)) => crate::kubeflow::runs_list(ctx, loaded.as_ref(), conn).await,
+        (RunsCommand::Show { id, .. }, Some(conn)) => crate::kubeflow::runs_action(ctx, conn, &id, RunAction::Show).await,
+        (RunsCommand::Wait { id, .. }, Some(conn)) => crate::kubeflow::runs_action(ctx, conn, &id, RunAction::Wait).await,
+        (RunsCommand::Terminate { id, .. }, Some(conn)) => {
+            crate::kubeflow::runs_action(ctx, conn, &id, RunAction::Terminate).await
+        }
+        (RunsCommand::Retry { id }, Some(conn)) => crate::kubeflow::runs_action(ctx, conn, &id, RunAction::Retry).await,
+        (RunsCommand::List { target, .. }, None) => runs_list(ctx, target.root),
+        (RunsCommand::Show { id, target, .. }, None) => runs_show(ctx, &id, target.root),
+        (RunsCommand::Terminate { id, target }, None) => {
+            let runner = LocalRunner::new(target.root.unwrap_or_else(|| ctx.root.clone()), LocalRunnerOptions::default());
+            let record = runner.store().load(&id)?;
+            use kfops_core::PipelineBackend;
+            runner
+                .terminate(&kfops_core::pipeline::RunId(record.id.clone()))
+                .await
+                .map_err(|e| CliError::Backend(e.to_string()))?;
+            ctx.printer.out(&format!("cancellation of local run {} requested", record.id));
+            Ok(())
+        }
+        (RunsCommand::Wait { .. } | RunsCommand::Retry { .. }, None) => Err(CliError::Usage(
+            "`kfc runs wait` and `kfc runs retry` work on Kubeflow runs, and no Kubeflow endpoint is configured (kubeflow.url, KFOPS_KUBEFLOW__URL or --kubeflow-url)".into(),
+        )),
+    }
+}

@@ -31,6 +31,29 @@ pub struct CompiledPipeline {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct VersionName(pub String);
 
+impl VersionName {
+    /// The version name for a compiled pipeline built from `source`.
+    ///
+    /// The same commit always maps to the same name, so publishing it again
+    /// reuses the version: `<commit[..12]>` for a clean checkout. A checkout
+    /// with uncommitted changes (`dirty`) or without a commit gets a content
+    /// hash of the compiled pipeline as well, so different edits never share a
+    /// name: `<commit[..12]>-dirty-<hash>` or `ir-<hash>`.
+    pub fn for_build(source: &SourceInfo, dirty: bool, compiled_ir: &str) -> VersionName {
+        let hash = format!("{:016x}", fnv1a64(compiled_ir.as_bytes()));
+        match source.commit.as_deref().map(|c| c.get(..12).unwrap_or(c)) {
+            Some(commit) if !dirty => VersionName(commit.to_owned()),
+            Some(commit) => VersionName(format!("{commit}-dirty-{}", &hash[..12])),
+            None => VersionName(format!("ir-{}", &hash[..12])),
+        }
+    }
+}
+
+/// FNV-1a, 64 bit: a small, stable content hash (the same on every platform and release).
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
 impl fmt::Display for VersionName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -212,4 +235,24 @@ pub struct RunInfo {
     pub error: Option<String>,
     /// Link to the run in the backend's UI.
     pub web_url: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_names_follow_the_commit() {
+        let clean = SourceInfo { commit: Some("0123456789abcdef0123".into()), ..SourceInfo::default() };
+        assert_eq!(VersionName::for_build(&clean, false, "a").0, "0123456789ab");
+        assert_eq!(VersionName::for_build(&clean, false, "b").0, "0123456789ab", "same commit, same version");
+        let dirty_a = VersionName::for_build(&clean, true, "a");
+        assert!(dirty_a.0.starts_with("0123456789ab-dirty-"));
+        assert_eq!(dirty_a, VersionName::for_build(&clean, true, "a"), "same edits, same version");
+        assert_ne!(dirty_a, VersionName::for_build(&clean, true, "b"));
+        let none = VersionName::for_build(&SourceInfo::default(), false, "a");
+        assert!(none.0.starts_with("ir-") && none.0.len() == 15, "{none}");
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
 }

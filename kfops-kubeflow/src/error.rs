@@ -590,3 +590,185 @@ fn cel_known_keys(known: &[String]) -> String {
         keys => format!(" (the map has keys {})", keys.join(", ")),
     }
 }
+
+// ---- KFP REST client ----
+
+/// The credential options, named in "not authenticated" errors.
+const KFP_AUTH_HINT: &str = "configure credentials with one of kubeflow.auth.token, kubeflow.auth.token_env, \
+kubeflow.auth.token_file, kubeflow.auth.cookie, kubeflow.auth.cookie_env or kubeflow.auth.cookie_file \
+(or the variables KFOPS_KUBEFLOW__AUTH__TOKEN, KFOPS_KUBEFLOW__AUTH__TOKEN_ENV, KFOPS_KUBEFLOW__AUTH__TOKEN_FILE, \
+KFOPS_KUBEFLOW__AUTH__COOKIE, KFOPS_KUBEFLOW__AUTH__COOKIE_ENV, KFOPS_KUBEFLOW__AUTH__COOKIE_FILE)";
+
+/// Why a call to the Kubeflow Pipelines REST API (v2beta1) failed.
+///
+/// Messages never contain credentials: requests are named by method and path
+/// (without the query string), credential sources by their kind and location.
+/// [`KfpError::kind`] (and the `From` conversion into [`kfops_core::Error`])
+/// classify the failure independently of the server's error body shape.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KfpError {
+    /// The configured endpoint is not a usable `http(s)://` URL.
+    #[error("invalid Kubeflow Pipelines endpoint `{url}`: {reason}")]
+    InvalidEndpoint {
+        /// The endpoint as configured.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The server answered with an error status. `message` is taken from the
+    /// body, whatever its shape (`google.rpc.Status`, the upload routes'
+    /// `error_message`, KFP 1.x `error`, or plain text).
+    #[error("{method} {path} failed with HTTP {status}: {message}{}", kfp_status_hint(*status))]
+    Api {
+        /// The HTTP status code.
+        status: u16,
+        /// The server's message (the user-facing detail when the body has one).
+        message: String,
+        /// The HTTP method.
+        method: String,
+        /// The request path, without the query string.
+        path: String,
+    },
+    /// An authentication proxy in front of KFP refused the request: it
+    /// redirected to a sign-in page, or answered with HTML instead of JSON.
+    #[error(
+        "not authenticated to Kubeflow Pipelines ({method} {path}): {reason}; credentials in use: {credentials}; {KFP_AUTH_HINT}"
+    )]
+    NotAuthenticated {
+        /// The HTTP method.
+        method: String,
+        /// The request path, without the query string.
+        path: String,
+        /// What the proxy did (redirect target, HTML page).
+        reason: String,
+        /// Which credential source was used (never its value).
+        credentials: String,
+    },
+    /// A credential source could not be read.
+    #[error("cannot read the Kubeflow Pipelines credentials from {source_name}: {reason}")]
+    Credentials {
+        /// The source, e.g. "the token file `/var/run/…/token`" or "the environment variable `KFP_TOKEN`".
+        source_name: String,
+        /// Why it could not be read.
+        reason: String,
+    },
+    /// The request did not reach the server or the connection broke.
+    #[error("{method} {path}: cannot reach Kubeflow Pipelines at {endpoint}: {message}")]
+    Transport {
+        /// The HTTP method.
+        method: String,
+        /// The request path, without the query string.
+        path: String,
+        /// The configured endpoint.
+        endpoint: String,
+        /// The transport error chain.
+        message: String,
+    },
+    /// The server did not answer within the request timeout.
+    #[error("{method} {path}: no answer from Kubeflow Pipelines within {} s", after.as_secs_f32())]
+    Timeout {
+        /// The HTTP method.
+        method: String,
+        /// The request path, without the query string.
+        path: String,
+        /// The timeout that passed.
+        after: std::time::Duration,
+    },
+    /// A successful answer whose body is not what the API returns.
+    #[error("{method} {path}: unexpected response from Kubeflow Pipelines: {message}")]
+    Decode {
+        /// The HTTP method.
+        method: String,
+        /// The request path, without the query string.
+        path: String,
+        /// What could not be read, with the start of the body.
+        message: String,
+    },
+    /// The server runs in multi-user mode and no namespace is configured.
+    #[error(
+        "Kubeflow Pipelines runs in multi-user mode, so {operation} needs a profile namespace; set kubeflow.namespace (or pipeline.namespace, KFOPS_KUBEFLOW__NAMESPACE, --namespace)"
+    )]
+    NamespaceRequired {
+        /// What was being done, e.g. "listing experiments".
+        operation: String,
+    },
+    /// The pipeline package exceeds the server's upload limit.
+    #[error("the compiled pipeline is {bytes} bytes; Kubeflow Pipelines accepts uploads of at most {limit} bytes")]
+    TooLarge {
+        /// Size of the package.
+        bytes: usize,
+        /// The server's limit.
+        limit: usize,
+    },
+    /// Waiting for a run to finish took longer than allowed.
+    #[error("run {run_id} did not finish within {} s (last state: {state})", waited.as_secs())]
+    WaitTimeout {
+        /// The run.
+        run_id: String,
+        /// Its last polled state.
+        state: String,
+        /// How long it was waited for.
+        waited: std::time::Duration,
+    },
+    /// The server's answers contradict each other (e.g. an upload succeeded
+    /// but the new version is not listed).
+    #[error("Kubeflow Pipelines answered inconsistently: {message}")]
+    Unexpected {
+        /// What was inconsistent.
+        message: String,
+    },
+}
+
+/// A hint appended to [`KfpError::Api`] for statuses with a known remedy.
+fn kfp_status_hint(status: u16) -> String {
+    match status {
+        401 => format!(" (the server refused the credentials; {KFP_AUTH_HINT})"),
+        403 => {
+            " (the credentials are valid but lack access; check the namespace and the profile's contributors)".into()
+        }
+        _ => String::new(),
+    }
+}
+
+impl KfpError {
+    /// The failure class, independent of how the server phrased it.
+    pub fn kind(&self) -> kfops_core::ErrorKind {
+        use kfops_core::ErrorKind;
+        match self {
+            KfpError::InvalidEndpoint { .. } | KfpError::NamespaceRequired { .. } | KfpError::TooLarge { .. } => {
+                ErrorKind::InvalidInput
+            }
+            KfpError::Api { status, .. } => match status {
+                400 | 422 => ErrorKind::InvalidInput,
+                401 => ErrorKind::Unauthenticated,
+                403 => ErrorKind::PermissionDenied,
+                404 => ErrorKind::NotFound,
+                409 | 412 => ErrorKind::Conflict,
+                408 | 504 => ErrorKind::Timeout,
+                429 | 502 | 503 => ErrorKind::Unavailable,
+                501 => ErrorKind::Unsupported,
+                400..=499 => ErrorKind::InvalidInput,
+                _ => ErrorKind::Other,
+            },
+            KfpError::NotAuthenticated { .. } | KfpError::Credentials { .. } => ErrorKind::Unauthenticated,
+            KfpError::Transport { .. } => ErrorKind::Unavailable,
+            KfpError::Timeout { .. } | KfpError::WaitTimeout { .. } => ErrorKind::Timeout,
+            KfpError::Decode { .. } | KfpError::Unexpected { .. } => ErrorKind::Other,
+        }
+    }
+
+    /// The HTTP status of an [`KfpError::Api`] error.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            KfpError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+impl From<KfpError> for kfops_core::Error {
+    fn from(e: KfpError) -> Self {
+        kfops_core::Error::new(e.kind(), e.to_string()).with_source(e)
+    }
+}

@@ -5,14 +5,18 @@
 //!   against the pipeline's declared inputs.
 //! * [`compile`]: turning a pipeline source (`.py` through the real `kfp`
 //!   compiler, or an already compiled `.yaml`/`.json`) into IR.
+//! * [`kfp`]: the Kubeflow Pipelines v2beta1 REST client and its
+//!   [`kfops_core::PipelineBackend`]; with the `testing` feature also a
+//!   stateful KFP API test server and a checker of requests against the
+//!   official swagger.
+//! * [`local`]: the embedded local runner, the other `PipelineBackend`.
 //!
-//! This crate does not talk to a Kubeflow server yet (the KFP REST client and
-//! the embedded local runner are separate modules that land with their own
-//! issues), and it never deploys models: that is `kfops-deploy`.
+//! It never deploys models: that is `kfops-deploy`.
 
 pub mod compile;
 pub mod error;
 pub mod ir;
+pub mod kfp;
 pub mod local;
 
-pub use error::{CompileError, IrError, RunnerError};
+pub use error::{CompileError, IrError, KfpError, RunnerError};

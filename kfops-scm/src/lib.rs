@@ -1,6 +1,7 @@
 //! Source-control providers for kfops.
 //!
-//! Today: [`signature`], the constant-time verification of webhook signatures
+//! Today: [`git`], the local checkout a build comes from (commit, branch,
+//! uncommitted changes), and [`signature`], the constant-time verification of webhook signatures
 //! (`X-Hub-Signature-256`, used by GitHub and by Gitea/Forgejo's GitHub-compatible
 //! header) that every provider runs **before** parsing a payload.
 //!
@@ -10,6 +11,7 @@
 //! or touches Kubernetes.
 
 pub mod error;
+pub mod git;
 pub mod signature;
 
 pub use error::SignatureError;

@@ -41,7 +41,8 @@ pub const RESTRICTED: &[(&str, &[&str])] = &[
     ("figment", &["kfops-config"]),
     ("octocrab", &["kfops-scm"]),
     ("kube", &["kfops-deploy", "kfops-kubeflow"]),
-    ("axum", &["kfops-bot"]),
+    ("axum", &["kfops-bot", "kfops-kubeflow"]),
+    ("reqwest", &["kfops-kubeflow", "kfops-deploy", "kfops-scm"]),
     ("clap", &["kfops-cli", "kfops-bot"]),
 ];
 

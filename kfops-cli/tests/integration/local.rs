@@ -143,15 +143,7 @@ fn build_run_notice_and_kubeflow_backend_message() {
     );
     assert!(stdout.contains("SUCCEEDED"), "{stdout}");
 
-    let out = kfc()
-        .arg("-C")
-        .arg(dir.path())
-        .args(["build-run", "--kubeflow-url", "https://kf.example.com/pipeline"])
-        .output()
-        .expect("runs");
-    let (_, stderr) = texts(&out, dir.path());
-    assert_eq!(out.status.code(), Some(5), "{stderr}");
-    assert!(stderr.contains("add --local"), "{stderr}");
+    // --local wins over a configured endpoint: nothing is contacted.
     let out = kfc()
         .arg("-C")
         .arg(dir.path())

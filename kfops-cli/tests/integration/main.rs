@@ -5,6 +5,7 @@
 //! skip, when neither exists.
 
 mod commands;
+mod kubeflow;
 mod local;
 
 use std::path::{Path, PathBuf};

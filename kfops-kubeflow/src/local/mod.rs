@@ -394,6 +394,12 @@ fn terminate_process(pid: u32) -> Result<(), CoreError> {
     }
 }
 
+/// The current time as `YYYY-MM-DD HH:MM:SS` (UTC), for run display names.
+pub fn now_display() -> String {
+    let now = now_rfc3339();
+    now.get(..19).unwrap_or(&now).replace('T', " ")
+}
+
 /// Make sure `path` is inside `root` when relative (used for `--root`).
 pub fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())

@@ -2,4 +2,6 @@
 
 mod compile;
 mod ir;
+mod kfp_client;
+mod kfp_server;
 mod local;

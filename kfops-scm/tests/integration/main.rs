@@ -58,3 +58,35 @@ fn everything_else_is_refused() {
     );
     assert!(!format!("{v:?}").contains("Secret to Everybody"));
 }
+
+#[test]
+fn git_checkouts_are_inspected() {
+    use kfops_scm::git::inspect;
+    let dir = tempfile_dir("git");
+    let none = inspect(&dir, None);
+    assert_eq!(none.source.commit, None, "not a repository");
+    assert!(!none.dirty);
+    let run = |args: &[&str]| {
+        let ok = std::process::Command::new("git").args(args).current_dir(&dir).output().expect("git").status.success();
+        assert!(ok, "git {args:?}");
+    };
+    run(&["init", "-q", "-b", "main"]);
+    std::fs::write(dir.join("a.txt"), "a").expect("write");
+    run(&["add", "a.txt"]);
+    run(&["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one"]);
+    let clean = inspect(&dir, Some("acme/churn".into()));
+    assert_eq!(clean.source.commit.as_deref().map(str::len), Some(40));
+    assert_eq!(clean.source.branch.as_deref(), Some("main"));
+    assert_eq!(clean.source.repository.as_deref(), Some("acme/churn"));
+    assert!(!clean.dirty);
+    std::fs::write(dir.join("a.txt"), "changed").expect("write");
+    assert!(inspect(&dir, None).dirty);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+fn tempfile_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("kfops-scm-{name}-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    dir
+}
