@@ -6,6 +6,7 @@
 //! cargo xtask test                set up the Python venv with kfp, then run every test
 //! cargo xtask demo                the README's main job on examples/
 //! cargo xtask bench local [--reps N]  local runner vs kfp.local → BENCHMARKS.md
+//! cargo xtask bench kfp [--reps N]    kfc build-run vs the kfp CLI against the KFP test server → BENCHMARKS.md
 //! ```
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -27,8 +28,10 @@ fn main() -> ExitCode {
         Some("test") => run_tests(&root, &args[1..]),
         Some("demo") => run_demo(&root),
         Some("bench") if args.get(1).map(String::as_str) == Some("local") => run_bench(&root, &args[2..]),
+        Some("bench") if args.get(1).map(String::as_str) == Some("kfp") => run_bench_kfp(&root, &args[2..]),
+        Some("measure") => run_measure(&args[1..]),
         Some("venv") => ensure_venv(&root).map(|p| println!("{}", p.display())),
-        _ => Err("usage: cargo xtask <codegen [--check] | tidy | test [cargo test args] | demo | bench local [--reps N] | venv>".into()),
+        _ => Err("usage: cargo xtask <codegen [--check] | tidy | test [cargo test args] | demo | bench local|kfp [--reps N] | venv>".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -156,7 +159,94 @@ fn run_bench(root: &Path, args: &[String]) -> Result<(), String> {
     let cpus = std::thread::available_parallelism().map_or(0, usize::from);
     let machine = format!("{cpus} CPUs, {} {}", std::env::consts::OS, std::env::consts::ARCH);
     let text = xtask::bench::render(&results, reps, &machine);
-    std::fs::write(root.join("BENCHMARKS.md"), &text).map_err(|e| format!("writing BENCHMARKS.md: {e}"))?;
+    write_bench_section(root, "local", &text)
+}
+
+fn write_bench_section(root: &Path, name: &str, text: &str) -> Result<(), String> {
+    let path = root.join("BENCHMARKS.md");
+    let current = std::fs::read_to_string(&path).unwrap_or_default();
+    std::fs::write(&path, xtask::bench::replace_section(&current, name, text))
+        .map_err(|e| format!("writing BENCHMARKS.md: {e}"))?;
     println!("{text}");
+    Ok(())
+}
+
+fn run_bench_kfp(root: &Path, args: &[String]) -> Result<(), String> {
+    let reps = match args {
+        [flag, n] if flag == "--reps" => n.parse::<usize>().map_err(|_| format!("--reps takes a number, got `{n}`"))?,
+        [] => 5,
+        other => return Err(format!("unexpected arguments {other:?}; usage: cargo xtask bench kfp [--reps N]")),
+    };
+    let python = ensure_venv(root)?;
+    let kfp_cli = python.with_file_name("kfp");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    status(
+        Command::new(&cargo)
+            .args(["build", "--release", "--quiet", "-p", "kfops-cli", "-p", "xtask"])
+            .current_dir(root),
+        "building kfc and xtask (release)",
+    )?;
+    let work = root.join("target/bench-kfp");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let pipeline = root.join("../shared/reference/kfp-ir-examples/p1_linear_params.yaml");
+    std::fs::copy(&pipeline, work.join("p1.yaml")).map_err(|e| format!("copying {}: {e}", pipeline.display()))?;
+    std::fs::write(
+        work.join("kfops.yaml"),
+        "pipeline:\n  name: bench\n  experiment_name: bench\n  pipeline_path: p1.yaml\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let server = kfops_kubeflow::kfp::testserver::TestServer::start_blocking(
+        kfops_kubeflow::kfp::testserver::TestServerOptions { record_requests: false, ..Default::default() },
+    );
+    let xtask_bin = root.join("target/release/xtask");
+    let measure = |commands: &[Vec<String>]| -> Result<xtask::bench::Measured, String> {
+        let mut cmd = Command::new(&xtask_bin);
+        cmd.arg("measure");
+        for (i, c) in commands.iter().enumerate() {
+            if i > 0 {
+                cmd.arg("::");
+            }
+            cmd.args(c);
+        }
+        let out = cmd.output().map_err(|e| format!("xtask measure: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| format!("measure output: {e}"))?;
+        Ok(xtask::bench::Measured {
+            wall: std::time::Duration::from_secs_f64(v["wall_ms"].as_f64().unwrap_or_default() / 1000.0),
+            max_rss_kib: v["max_rss_kib"].as_i64().unwrap_or_default(),
+        })
+    };
+    // Warm-up: file caches and Python bytecode are not what is measured.
+    measure(&[vec![root.join("target/release/kfc").display().to_string(), "--version".into()]])?;
+    measure(&[vec![
+        kfp_cli.display().to_string(),
+        "--endpoint".into(),
+        server.url(),
+        "pipeline".into(),
+        "list".into(),
+    ]])?;
+    let result = xtask::bench::run_kfp_bench(
+        reps,
+        &server.url(),
+        &root.join("target/release/kfc"),
+        &kfp_cli,
+        &work,
+        &work.join("p1.yaml"),
+        &measure,
+    )?;
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let machine = format!("{cpus} CPUs, {} {}", std::env::consts::OS, std::env::consts::ARCH);
+    write_bench_section(root, "kfp", &xtask::bench::render_kfp(&result, &machine))
+}
+
+/// `cargo xtask measure CMD ARGS… [:: CMD ARGS…]`: run the commands, print wall time and peak memory as JSON.
+fn run_measure(args: &[String]) -> Result<(), String> {
+    let commands: Vec<Vec<String>> =
+        args.split(|a| a == "::").map(<[String]>::to_vec).filter(|c: &Vec<String>| !c.is_empty()).collect();
+    let m = xtask::bench::measure_children(&commands)?;
+    println!("{}", serde_json::json!({"wall_ms": m.wall.as_secs_f64() * 1000.0, "max_rss_kib": m.max_rss_kib}));
     Ok(())
 }

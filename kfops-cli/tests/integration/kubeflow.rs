@@ -140,3 +140,28 @@ fn build_and_run_need_a_kubeflow_endpoint() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no endpoint is configured"));
 }
+
+#[test]
+fn transient_server_errors_are_retried_and_terminated_runs_end_canceled() {
+    use kfops_kubeflow::kfp::testserver::{Fault, Progression};
+    let server = TestServer::start_blocking(TestServerOptions {
+        progression: Progression::Manual,
+        ..TestServerOptions::default()
+    });
+    let dir = p1_project();
+    // Two 503s on the run endpoints: the client retries them.
+    server.inject_fault(Fault::unavailable("/apis/v2beta1/runs", 2));
+    let out = kfc_at(&server, dir.path()).args(["build-run", "--output", "json"]).output().expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let id = v["run_id"].as_str().expect("run id").to_owned();
+    assert!(server.requests().iter().any(|r| r.status == 503), "faults were served");
+
+    let out = kfc_at(&server, dir.path()).args(["runs", "terminate", &id]).output().expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    server.set_run_state(&id, kfops_kubeflow::kfp::testserver::RunState::Canceled);
+    let out = kfc_at(&server, dir.path()).args(["runs", "wait", &id]).output().expect("runs");
+    let (stdout, stderr) = texts(&out, dir.path());
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(stdout.contains("CANCELED") || stderr.contains("CANCELED"), "{stdout}{stderr}");
+}

@@ -93,3 +93,14 @@ fn bench_medians_and_fixture() {
     let chain: serde_json::Value = serde_json::from_str(&xtask::bench::trivial_chain_json(3)).expect("json");
     assert_eq!(chain.pointer("/root/dag/tasks/t2/dependentTasks"), Some(&serde_json::json!(["t1"])));
 }
+
+#[test]
+fn benchmark_sections_are_replaced_in_place() {
+    use xtask::bench::replace_section;
+    let doc = replace_section("", "local", "## Local\nfigures 1");
+    assert!(doc.starts_with("# Benchmarks\n\n<!-- bench:local -->\n## Local\nfigures 1\n<!-- /bench:local -->"));
+    let doc = replace_section(&doc, "kfp", "## KFP\nfigures 2");
+    let doc = replace_section(&doc, "local", "## Local\nfigures 3");
+    assert!(doc.contains("figures 3") && !doc.contains("figures 1") && doc.contains("figures 2"), "{doc}");
+    assert!(doc.find("bench:local").unwrap_or(0) < doc.find("bench:kfp").unwrap_or(0), "order kept: {doc}");
+}
