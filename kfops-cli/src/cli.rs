@@ -14,7 +14,7 @@ pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) global: GlobalArgs,
 
-    /// How results are printed (also accepted after the subcommand).
+    /// How results are printed (also accepted after most subcommands; `kfc compile` uses --format, and its --output is a file)
     #[arg(long = "output", value_enum, value_name = "FORMAT", global = false)]
     pub(crate) output: Option<Format>,
 
@@ -120,9 +120,9 @@ pub(crate) enum Commands {
         /// Where to write the IR; `-` is stdout [default: -]
         #[arg(long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
-        /// IR format
-        #[arg(long = "format", value_enum, value_name = "FORMAT", default_value = "yaml")]
-        format: IrFormat,
+        /// IR format [default: yaml]
+        #[arg(long = "format", value_enum, value_name = "FORMAT")]
+        format: Option<IrFormat>,
     },
     /// Compile the pipeline and run it: on Kubeflow, or on the embedded local runner when no
     /// Kubeflow endpoint is configured (or with --local)
@@ -160,7 +160,7 @@ pub(crate) enum Commands {
         #[command(subcommand)]
         command: LocalCommand,
     },
-    /// Inspect local runs (`.kfops/runs`)
+    /// Inspect and control runs: on Kubeflow when an endpoint is configured, local runs (`.kfops/runs`) otherwise or with --local
     Runs {
         #[command(subcommand)]
         command: RunsCommand,

@@ -119,7 +119,15 @@ pub(crate) async fn validate(ctx: &Context) -> Result<(), CliError> {
         spec.components.len()
     ));
 
-    let lint = spec.lint();
+    let mut lint = spec.lint();
+    // Images the project does not build must be pinned, or runs are not reproducible.
+    let (configured, registry) = match &loaded.config.image_builder {
+        Some(ib) => (ib.images.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ib.container_registry_uri.as_str()),
+        None => (Vec::new(), ""),
+    };
+    for message in kfops_kubeflow::image::pin::image_warnings(spec, &configured, registry) {
+        lint.push(LintDiagnostic { severity: LintSeverity::Warning, path: "deploymentSpec.executors".into(), message });
+    }
     let lint_errors = lint.iter().filter(|d| d.severity == LintSeverity::Error).count();
     report["lint"] = Value::Array(lint.iter().map(lint_json).collect());
     if p.format == Format::Text {
@@ -337,7 +345,7 @@ fn require_kubeflow(
 ) -> Result<kfops_kubeflow::kfp::client::KfpConfig, CliError> {
     crate::kubeflow::connection(ctx, Some(loaded), &ctx.global.auth).ok_or_else(|| {
         CliError::Usage(format!(
-            "`kfc {command}` publishes to Kubeflow, and no endpoint is configured: set `kubeflow.url` in kfops.yaml, KFOPS_KUBEFLOW__URL, or --kubeflow-url (`kfc build-run` runs locally without one)"
+            "`kfc {command}` needs Kubeflow, and no endpoint is configured: set `kubeflow.url` in kfops.yaml, KFOPS_KUBEFLOW__URL, or --kubeflow-url (`kfc build-run` runs locally without one)"
         ))
     })
 }

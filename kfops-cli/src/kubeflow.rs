@@ -29,7 +29,7 @@ pub(crate) fn connection(ctx: &Context, loaded: Option<&LoadedConfig>, auth: &Au
             (
                 k.url.clone(),
                 k.ui_url.clone(),
-                k.namespace.clone().or_else(|| l.config.pipeline.namespace.clone()),
+                l.config.pipeline.namespace.clone().or_else(|| k.namespace.clone()),
                 Some(&k.auth),
             )
         }
@@ -48,11 +48,17 @@ pub(crate) fn connection(ctx: &Context, loaded: Option<&LoadedConfig>, auth: &Au
     if let Some(ns) = namespace {
         config = config.with_namespace(ns);
     }
-    Some(config.with_auth(auth_from(auth, config_auth)))
+    let root = loaded.map(|l| l.root.clone());
+    Some(config.with_auth(auth_from(auth, config_auth, root.as_deref())))
 }
 
 /// Credentials: a flag wins over the configuration; with neither, the in-cluster token if present.
-fn auth_from(flags: &AuthArgs, config: Option<&kfops_config::model::Auth>) -> KfpAuth {
+fn auth_from(flags: &AuthArgs, config: Option<&kfops_config::model::Auth>, root: Option<&std::path::Path>) -> KfpAuth {
+    // Paths in kfops.yaml are relative to the project root (flags to the current directory).
+    let in_project = |f: &str| match root {
+        Some(r) if std::path::Path::new(f).is_relative() => r.join(f),
+        _ => PathBuf::from(f),
+    };
     if let Some(f) = &flags.token_file {
         return KfpAuth::TokenFile(f.clone());
     }
@@ -71,13 +77,13 @@ fn auth_from(flags: &AuthArgs, config: Option<&kfops_config::model::Auth>) -> Kf
     } else if let Some(v) = &a.token_env {
         KfpAuth::TokenEnv(v.clone())
     } else if let Some(f) = &a.token_file {
-        KfpAuth::TokenFile(PathBuf::from(f))
+        KfpAuth::TokenFile(in_project(f))
     } else if let Some(c) = &a.cookie {
         KfpAuth::Cookie(c.expose().to_owned())
     } else if let Some(v) = &a.cookie_env {
         KfpAuth::CookieEnv(v.clone())
     } else if let Some(f) = &a.cookie_file {
-        KfpAuth::CookieFile(PathBuf::from(f))
+        KfpAuth::CookieFile(in_project(f))
     } else {
         KfpAuth::Auto
     }

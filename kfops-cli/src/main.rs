@@ -79,7 +79,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Commands::Compile { source, function, output, format } => {
-            let format = if root_format == Some(Format::Json) { cli::IrFormat::Json } else { format };
+            // An explicit --format wins; otherwise the global --output json asks for JSON IR.
+            let format = format.unwrap_or(if root_format == Some(Format::Json) {
+                cli::IrFormat::Json
+            } else {
+                cli::IrFormat::Yaml
+            });
             let ctx = Context { printer: printer(Format::Text), global: cli.global, root };
             commands::compile(&ctx, source, function, output, format).await
         }

@@ -64,10 +64,27 @@ pub(crate) async fn run_locally(
             ticker_progress.tick();
         }
     });
+    // Ctrl-C and SIGTERM (CI timeouts, `timeout`, container stops) both cancel the run cleanly.
     let signals = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = cancel_tx.send(true);
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            let terminated = async {
+                match term.as_mut() {
+                    Some(t) => {
+                        t.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminated => {}
+            }
         }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = cancel_tx.send(true);
     });
     let result = runner.run(job, args, progress.clone(), cancel_rx).await;
     ticker.abort();
@@ -250,6 +267,11 @@ pub(crate) async fn runs(ctx: &Context, command: crate::cli::RunsCommand) -> Res
         (RunsCommand::Terminate { id, target }, None) => {
             let runner = LocalRunner::new(target.root.unwrap_or_else(|| ctx.root.clone()), LocalRunnerOptions::default());
             let record = runner.store().load(&id)?;
+            let state = record.effective_state();
+            if state.is_terminal() {
+                ctx.printer.out(&format!("run {} has already finished ({state}); nothing to cancel", record.id));
+                return Ok(());
+            }
             use kfops_core::PipelineBackend;
             runner
                 .terminate(&kfops_core::pipeline::RunId(record.id.clone()))

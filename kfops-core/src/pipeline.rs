@@ -34,15 +34,16 @@ pub struct VersionName(pub String);
 impl VersionName {
     /// The version name for a compiled pipeline built from `source`.
     ///
-    /// The same commit always maps to the same name, so publishing it again
-    /// reuses the version: `<commit[..12]>` for a clean checkout. A checkout
-    /// with uncommitted changes (`dirty`) or without a commit gets a content
-    /// hash of the compiled pipeline as well, so different edits never share a
-    /// name: `<commit[..12]>-dirty-<hash>` or `ir-<hash>`.
+    /// The same commit (with the same configuration) always maps to the same
+    /// name, so publishing it again reuses the version: `<commit[..12]>-<hash>`
+    /// where the hash is of the compiled pipeline — so `--set` overrides or
+    /// another pipeline function on the same commit never reuse the wrong
+    /// version. Uncommitted changes give `<commit[..12]>-dirty-<hash>`, no
+    /// commit gives `ir-<hash>`.
     pub fn for_build(source: &SourceInfo, dirty: bool, compiled_ir: &str) -> VersionName {
         let hash = format!("{:016x}", fnv1a64(compiled_ir.as_bytes()));
         match source.commit.as_deref().map(|c| c.get(..12).unwrap_or(c)) {
-            Some(commit) if !dirty => VersionName(commit.to_owned()),
+            Some(commit) if !dirty => VersionName(format!("{commit}-{}", &hash[..8])),
             Some(commit) => VersionName(format!("{commit}-dirty-{}", &hash[..12])),
             None => VersionName(format!("ir-{}", &hash[..12])),
         }
@@ -244,8 +245,10 @@ mod tests {
     #[test]
     fn version_names_follow_the_commit() {
         let clean = SourceInfo { commit: Some("0123456789abcdef0123".into()), ..SourceInfo::default() };
-        assert_eq!(VersionName::for_build(&clean, false, "a").0, "0123456789ab");
-        assert_eq!(VersionName::for_build(&clean, false, "b").0, "0123456789ab", "same commit, same version");
+        let a = VersionName::for_build(&clean, false, "a");
+        assert!(a.0.starts_with("0123456789ab-") && a.0.len() == 21, "{a}");
+        assert_eq!(a, VersionName::for_build(&clean, false, "a"), "same commit and pipeline, same version");
+        assert_ne!(a, VersionName::for_build(&clean, false, "b"), "another pipeline on the same commit");
         let dirty_a = VersionName::for_build(&clean, true, "a");
         assert!(dirty_a.0.starts_with("0123456789ab-dirty-"));
         assert_eq!(dirty_a, VersionName::for_build(&clean, true, "a"), "same edits, same version");

@@ -235,12 +235,9 @@ impl Compiler {
                     .collect::<Vec<_>>()
                     .join("\n");
                 let hint = if combined.contains("specify which pipeline or component to compile using --function") {
-                    Some("set `pipeline.pipeline_function_name` in kfops.yaml to the pipeline to compile".to_owned())
+                    Some("name the pipeline function to compile: `pipeline.pipeline_function_name` in kfops.yaml, or `--function NAME`".to_owned())
                 } else if combined.contains("not found in module") {
-                    Some(
-                        "check `pipeline.pipeline_function_name`: it must name a `@dsl.pipeline` function in the file"
-                            .to_owned(),
-                    )
+                    Some("the pipeline function name (`pipeline.pipeline_function_name` or `--function`) must name a `@dsl.pipeline` function in the file".to_owned())
                 } else {
                     None
                 };
@@ -251,9 +248,22 @@ impl Compiler {
                     hint,
                 });
             }
-            let text = tokio::fs::read_to_string(&out_file)
-                .await
-                .map_err(|e| io("reading the compiler output", &out_file, e))?;
+            let text = match tokio::fs::read_to_string(&out_file).await {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(CompileError::CompilerFailed {
+                        path: shown.to_owned(),
+                        status: "status 0".into(),
+                        output: format!(
+                            "kfp wrote no pipeline; does the module exit early (e.g. `sys.exit()` at import)?\n{stderr}"
+                        )
+                        .trim_end()
+                        .to_owned(),
+                        hint: None,
+                    });
+                }
+                Err(e) => return Err(io("reading the compiler output", &out_file, e)),
+            };
             return Ok((text, python, stderr));
         }
         Err(CompileError::PythonMissing { path: shown.to_owned(), tried: tried.join(", ") })

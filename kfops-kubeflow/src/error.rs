@@ -11,7 +11,7 @@ use crate::ir::{ParameterType, value_kind};
 #[non_exhaustive]
 pub enum CompileError {
     /// The pipeline file does not exist.
-    #[error("pipeline file `{}` does not exist; check `pipeline.pipeline_path`", path.display())]
+    #[error("pipeline file `{}` does not exist", path.display())]
     SourceMissing {
         /// The path that was looked for.
         path: PathBuf,
@@ -769,6 +769,171 @@ impl KfpError {
 
 impl From<KfpError> for kfops_core::Error {
     fn from(e: KfpError) -> Self {
+        kfops_core::Error::new(e.kind(), e.to_string()).with_source(e)
+    }
+}
+
+// ---- Container registries ----
+
+/// Why a registry could not tell whether an image exists.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The reference has neither a tag nor a digest.
+    #[error("cannot look up `{image}` in its registry: the reference has no tag or digest")]
+    NoTag {
+        /// The reference.
+        image: String,
+    },
+    /// The registry could not be reached.
+    #[error("cannot reach the registry at {url}: {message}")]
+    Transport {
+        /// What was requested.
+        url: String,
+        /// The transport error.
+        message: String,
+    },
+    /// Authentication failed or is missing.
+    #[error("the registry refused {url}: {reason}")]
+    Unauthorized {
+        /// What was requested.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// Any other unexpected answer.
+    #[error("the registry answered HTTP {status} for {url}")]
+    Status {
+        /// What was requested.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+    },
+}
+
+// ---- Image build contexts ----
+
+/// Why the build context of an image could not be assembled or archived
+/// (see [`crate::image::context`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ContextError {
+    /// A configured folder (`dockerfile_folder_path` or an `other_folders_path`
+    /// entry) cannot be used.
+    #[error("image folder `{path}` cannot be used: {reason}")]
+    InvalidFolder {
+        /// The folder as configured.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A configured folder does not exist.
+    #[error("image folder `{path}` does not exist (looked for `{}`); paths are relative to the project root", looked_at.display())]
+    FolderMissing {
+        /// The folder as configured.
+        path: String,
+        /// Where it was looked for.
+        looked_at: PathBuf,
+    },
+    /// The Dockerfile folder has no `Dockerfile`.
+    #[error("the Dockerfile folder `{folder}` has no `Dockerfile`{}", hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default())]
+    DockerfileMissing {
+        /// The folder as configured.
+        folder: String,
+        /// A likely fix, e.g. a file whose name differs only in case.
+        hint: Option<String>,
+    },
+    /// Two folders would land on the same path in the context.
+    #[error(
+        "`{first}` and `{second}` would both be `{archive_path}` in the build context; rename one of them or drop it from `other_folders_path`"
+    )]
+    Collision {
+        /// The path in the context both would occupy.
+        archive_path: String,
+        /// The entry that was there first (project-relative or as configured).
+        first: String,
+        /// The extra folder that collides with it, as configured.
+        second: String,
+    },
+    /// A symlink points outside the project (or is absolute).
+    #[error(
+        "symlink `{}` points to `{}`, outside the project; build contexts keep symlinks as links, so it would dangle in the image: replace it with a copy or list it in `.dockerignore`",
+        link.display(),
+        target.display()
+    )]
+    SymlinkOutside {
+        /// The link.
+        link: PathBuf,
+        /// Its target, as stored.
+        target: PathBuf,
+    },
+    /// An entry that is not a regular file, folder or symlink.
+    #[error("`{}` is {what}, which cannot go into a build context; list it in `.dockerignore`", path.display())]
+    UnsupportedFileType {
+        /// The entry.
+        path: PathBuf,
+        /// What it is.
+        what: &'static str,
+    },
+    /// A file name (or symlink target) that is not UTF-8.
+    #[error("`{}` is not valid UTF-8; build contexts need UTF-8 file names", path.display())]
+    NonUtf8Path {
+        /// The path, lossily displayed.
+        path: PathBuf,
+    },
+    /// A `.dockerignore` line is not a valid pattern.
+    #[error(".dockerignore line {line}: invalid pattern `{pattern}`: {reason}")]
+    InvalidIgnorePattern {
+        /// The 1-based line number.
+        line: usize,
+        /// The line, trimmed.
+        pattern: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Reading the context from disk failed.
+    #[error("{action} `{}`: {source}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file changed between assembling the context and writing its archive.
+    #[error("`{}` changed while the build context was being archived; assemble the context again", path.display())]
+    Changed {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Writing the archive failed.
+    #[error("writing the build-context archive: {0}")]
+    Write(#[source] std::io::Error),
+}
+
+impl ContextError {
+    /// The failure class.
+    pub fn kind(&self) -> kfops_core::ErrorKind {
+        use kfops_core::ErrorKind;
+        match self {
+            ContextError::FolderMissing { .. } => ErrorKind::NotFound,
+            ContextError::Changed { .. } => ErrorKind::Conflict,
+            ContextError::Io { .. } | ContextError::Write(_) => ErrorKind::Other,
+            ContextError::InvalidFolder { .. }
+            | ContextError::DockerfileMissing { .. }
+            | ContextError::Collision { .. }
+            | ContextError::SymlinkOutside { .. }
+            | ContextError::UnsupportedFileType { .. }
+            | ContextError::NonUtf8Path { .. }
+            | ContextError::InvalidIgnorePattern { .. } => ErrorKind::InvalidInput,
+        }
+    }
+}
+
+impl From<ContextError> for kfops_core::Error {
+    fn from(e: ContextError) -> Self {
         kfops_core::Error::new(e.kind(), e.to_string()).with_source(e)
     }
 }

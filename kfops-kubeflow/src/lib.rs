@@ -15,8 +15,9 @@
 
 pub mod compile;
 pub mod error;
+pub mod image;
 pub mod ir;
 pub mod kfp;
 pub mod local;
 
-pub use error::{CompileError, IrError, KfpError, RunnerError};
+pub use error::{CompileError, IrError, KfpError, RegistryError, RunnerError};

@@ -19,11 +19,26 @@ pub struct Checkout {
 }
 
 /// Inspect the checkout containing `dir`; `repository` (`owner/name`) is recorded as given.
+///
+/// Only changes inside `dir` (the project) count as dirty, and kfops's own
+/// `.kfops/` run store never does.
 pub fn inspect(dir: &Path, repository: Option<String>) -> Checkout {
     let commit = git(dir, &["rev-parse", "--verify", "HEAD"]);
     let branch = git(dir, &["rev-parse", "--abbrev-ref", "HEAD"]).filter(|b| b != "HEAD");
     let dirty = commit.is_some()
-        && git(dir, &["status", "--porcelain", "--untracked-files=normal"]).is_some_and(|s| !s.is_empty());
+        && git(
+            dir,
+            &[
+                "status",
+                "--porcelain",
+                "--untracked-files=normal",
+                "--",
+                ".",
+                ":(exclude).kfops",
+                ":(exclude)**/.kfops/**",
+            ],
+        )
+        .is_some_and(|s| !s.is_empty());
     Checkout { source: SourceInfo { repository, branch, pull_request: None, commit }, dirty }
 }
 

@@ -104,7 +104,10 @@ fn several_pipelines_without_a_function_name_get_a_hint() {
     let out = kfc().arg("-C").arg(dir.path()).arg("validate").output().expect("runs");
     let (_, stderr) = texts(&out, dir.path());
     assert_eq!(out.status.code(), Some(4));
-    assert!(stderr.contains("hint: set `pipeline.pipeline_function_name`"), "{stderr}");
+    assert!(
+        stderr.contains("hint: name the pipeline function to compile: `pipeline.pipeline_function_name`"),
+        "{stderr}"
+    );
 
     let ok = kfc()
         .arg("-C")
@@ -245,4 +248,31 @@ fn usage_errors_exit_2() {
     let out = kfc().args(["-C", "/nonexistent/dir", "validate"]).output().expect("runs");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("the project directory `/nonexistent/dir` does not exist"));
+}
+
+#[test]
+fn validate_warns_about_unpinned_images_the_project_does_not_build() {
+    let spec = serde_json::json!({
+        "components": {"comp-a": {"executorLabel": "exec-a"}, "comp-b": {"executorLabel": "exec-b"}},
+        "deploymentSpec": {"executors": {
+            "exec-a": {"container": {"image": "alpine", "command": ["sh", "-c"], "args": ["true"]}},
+            "exec-b": {"container": {"image": "trainer", "command": ["python3", "train.py"]}}
+        }},
+        "pipelineInfo": {"name": "images"},
+        "root": {"dag": {"tasks": {
+            "a": {"componentRef": {"name": "comp-a"}, "taskInfo": {"name": "a"}},
+            "b": {"componentRef": {"name": "comp-b"}, "taskInfo": {"name": "b"}}
+        }}},
+        "schemaVersion": "2.1.0"
+    });
+    let config = "pipeline:\n  name: images\n  pipeline_path: p.json\nimage_builder:\n  container_registry_uri: registry.example.com/team\n  images:\n    - name: trainer\n      dockerfile_folder_path: trainer\n";
+    let dir =
+        project(&[("kfops.yaml", config), ("p.json", &spec.to_string()), ("trainer/Dockerfile", "FROM scratch\n")]);
+    let out = kfc().arg("-C").arg(dir.path()).args(["validate", "--output", "json"]).output().expect("runs");
+    assert!(out.status.success(), "warnings do not fail validation: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let warnings: Vec<String> =
+        v["lint"].as_array().expect("lint").iter().filter_map(|d| d["message"].as_str().map(str::to_owned)).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("`exec-a` uses the image `alpine`"), "{warnings:?}");
 }

@@ -112,6 +112,20 @@ fn authentication_failures_name_the_options() {
     assert!(stderr.contains("HTTP 401") && stderr.contains("kubeflow.auth.token_file"), "{stderr}");
     assert!(!stderr.contains("s3cret"));
     std::fs::write(dir.path().join("token"), "s3cret\n").expect("write");
+    // A relative token_file in kfops.yaml is relative to the project, whatever the current directory.
+    let config = std::fs::read_to_string(dir.path().join("kfops.yaml")).expect("config");
+    std::fs::write(dir.path().join("kfops.yaml"), format!("{config}kubeflow:\n  auth:\n    token_file: token\n"))
+        .expect("write");
+    let mut from_elsewhere = kfc();
+    from_elsewhere
+        .current_dir(std::env::temp_dir())
+        .arg("-C")
+        .arg(dir.path())
+        .arg("--kubeflow-url")
+        .arg(token_server.url())
+        .arg("build");
+    let out = from_elsewhere.output().expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let mut ok = kfc();
     ok.arg("-C")
         .arg(dir.path())

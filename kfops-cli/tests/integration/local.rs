@@ -198,3 +198,50 @@ fn ctrl_c_cancels_the_run_and_exits_130() {
     let v: Value = serde_json::from_slice(&listed.stdout).expect("json");
     assert_eq!(v[0]["state"], json!("CANCELED"));
 }
+
+#[test]
+fn sigterm_cancels_the_run_like_ctrl_c() {
+    let spec = json!({
+        "components": {"comp-nap": {"executorLabel": "exec-nap"}},
+        "deploymentSpec": {"executors": {"exec-nap": {"container": {"image": "alpine", "command": ["sh", "-c"], "args": ["echo $$ > \"{{$.workspace_path}}/pid\"; sleep 30"]}}}},
+        "pipelineInfo": {"name": "napping"},
+        "root": {"dag": {"tasks": {"nap": {"componentRef": {"name": "comp-nap"}, "taskInfo": {"name": "nap"}}}}},
+        "schemaVersion": "2.1.0"
+    });
+    let dir = project(&[("nap.json", &spec.to_string())]);
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kfc"))
+        .arg("-C")
+        .arg(dir.path())
+        .args(["local", "run", "nap.json"])
+        .env("KFOPS_PYTHON", crate::python())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let runs = dir.path().join(".kfops/runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let pid_file = loop {
+        let found = std::fs::read_dir(&runs)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path().join("workspace/pid"));
+        if let Some(p) = found.filter(|p| p.exists()) {
+            break p;
+        }
+        assert!(std::time::Instant::now() < deadline, "the task never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(
+        std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill").success()
+    );
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let task_pid = std::fs::read_to_string(pid_file).expect("pid");
+    assert!(!std::path::Path::new(&format!("/proc/{}", task_pid.trim())).exists(), "the task's process was killed");
+    // Run records never make the checkout dirty.
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(".kfops/.gitignore")).expect("gitignore").lines().last(),
+        Some("*")
+    );
+}

@@ -860,6 +860,36 @@ impl PipelineSpec {
     /// backend cannot resolve them), `IfPresent` (needs backend ≥ 2.17.0),
     /// artifact `.metadata` and `json_escape` placeholders.
     pub fn lint(&self) -> Vec<Diagnostic> {
-        Linter { spec: self, users: BTreeMap::new(), out: Vec::new() }.run()
+        let mut out = Linter { spec: self, users: BTreeMap::new(), out: Vec::new() }.run();
+        out.extend(self.condition_diagnostics());
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Trigger conditions that CEL cannot parse (the run would fail when it reaches them).
+    fn condition_diagnostics(&self) -> Vec<Diagnostic> {
+        let dags = std::iter::once(("root".to_owned(), &self.root))
+            .chain(self.components.iter().map(|(name, c)| (format!("components.{name}"), c)));
+        let mut out = Vec::new();
+        for (prefix, component) in dags {
+            let Some(dag) = &component.dag else { continue };
+            for (task_name, task) in &dag.tasks {
+                let Some(condition) = task.trigger_policy.as_ref().and_then(|p| p.condition.as_deref()) else {
+                    continue;
+                };
+                if condition.is_empty() {
+                    continue;
+                }
+                if let Err(e) = crate::local::cel::Program::parse(condition) {
+                    out.push(Diagnostic::new(
+                        Severity::Error,
+                        format!("{prefix}.dag.tasks.{task_name}.triggerPolicy.condition"),
+                        format!("the condition `{condition}` is not valid CEL, so the task would fail when it is reached: {e}"),
+                    ));
+                }
+            }
+        }
+        out
     }
 }

@@ -1370,7 +1370,10 @@ impl KfpClient {
         let error = KfpError::Api { status: code, message: error_message(status, content_type, &body), method, path };
         match code {
             429 => Attempt::Retry(error, retry_after(&headers)),
-            502..=504 => Attempt::Retry(error, retry_after(&headers).filter(|_| code == 503)),
+            // 503: the server did not take the request. 502/504 from a proxy may come after the
+            // API server acted, so only idempotent requests are repeated then (no duplicate runs).
+            503 => Attempt::Retry(error, retry_after(&headers)),
+            502 | 504 if call.idempotent => Attempt::Retry(error, None),
             _ => Attempt::Fail(error),
         }
     }

@@ -161,6 +161,7 @@ impl LocalRunner {
             outputs: BTreeMap::new(),
             error: None,
             pid: std::process::id(),
+            pid_start: store::process_start(std::process::id()),
             tasks: Vec::new(),
         };
         let dir = self.inner.store.run_dir(&id);
@@ -375,6 +376,9 @@ impl PipelineBackend for LocalRunner {
         if let Some(tx) = self.inner.active.lock().ok().and_then(|a| a.get(&record.id).cloned()) {
             let _ = tx.send(true);
             return Ok(());
+        }
+        if record.pid <= 1 || !record.runner_alive() {
+            return Err(CoreError::new(ErrorKind::NotFound, format!("the process that ran {} is gone", record.id)));
         }
         terminate_process(record.pid)
     }

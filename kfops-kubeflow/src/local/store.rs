@@ -95,6 +95,9 @@ pub struct RunRecord {
     pub error: Option<String>,
     /// The process that runs it (to detect runs whose runner died).
     pub pid: u32,
+    /// That process's start time (`/proc/<pid>/stat` field 22), so a reused pid is not mistaken for it.
+    #[serde(default)]
+    pub pid_start: Option<u64>,
     /// Every task, in the order they started.
     #[serde(default)]
     pub tasks: Vec<TaskRecord>,
@@ -103,18 +106,33 @@ pub struct RunRecord {
 impl RunRecord {
     /// The state, with runs whose runner process is gone reported as FAILED.
     pub fn effective_state(&self) -> RunState {
-        if !self.state.is_terminal() && self.pid != std::process::id() && !process_alive(self.pid) {
+        if !self.state.is_terminal() && self.pid != std::process::id() && !self.runner_alive() {
             RunState::Failed
         } else {
             self.state
         }
     }
+
+    /// Whether the process that runs this run still exists (the same process,
+    /// not another one that got its pid). Without `/proc`, assumed alive.
+    pub fn runner_alive(&self) -> bool {
+        if !Path::new("/proc").is_dir() {
+            return true;
+        }
+        match (process_start(self.pid), self.pid_start) {
+            (Some(now), Some(recorded)) => now == recorded,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
 }
 
-/// Whether a process exists (Linux `/proc`; elsewhere assumed alive).
-fn process_alive(pid: u32) -> bool {
-    let proc_root = Path::new("/proc");
-    !proc_root.is_dir() || proc_root.join(pid.to_string()).exists()
+/// The start time of a process (clock ticks since boot), from `/proc/<pid>/stat`.
+pub(crate) fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces; fields after it are separated by spaces.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// The run store of one project.
@@ -148,6 +166,11 @@ impl RunStore {
     pub fn save(&self, record: &RunRecord) -> Result<(), RunnerError> {
         let dir = self.run_dir(&record.id);
         std::fs::create_dir_all(&dir).map_err(|source| store_err("creating", &dir, source))?;
+        // Run records are not source: keep them out of git (and out of "dirty" checks).
+        let ignore = self.root.join(".gitignore");
+        if !ignore.exists() {
+            let _ = std::fs::write(&ignore, "# kfops run records and caches\n*\n");
+        }
         let path = dir.join("run.json");
         let tmp = dir.join("run.json.tmp");
         let text = serde_json::to_vec_pretty(record)

@@ -969,3 +969,51 @@ fn root_inputs_describe_the_pipeline_inputs() {
     }
     insta::assert_snapshot!(out);
 }
+
+#[test]
+fn built_images_are_pinned_into_reference_pipelines() {
+    use kfops_core::image::BuiltImage;
+    use kfops_kubeflow::image::pin::pin_images;
+
+    // p3 runs `alpine:3.20`; pretend kfops builds an image named `alpine`.
+    let mut job = example("p3_artifacts_container");
+    let built = vec![BuiltImage {
+        name: "alpine".into(),
+        reference: "registry.example.com/team/alpine:ctx-0123456789abcdef".into(),
+        built: true,
+    }];
+    let report = pin_images(&mut job.spec, &built, "registry.example.com/team");
+    assert!(!report.pinned.is_empty());
+    for (_, before, after) in &report.pinned {
+        assert_eq!(before, "alpine:3.20");
+        assert_eq!(after, "registry.example.com/team/alpine:ctx-0123456789abcdef");
+    }
+    let yaml = job.to_yaml_string();
+    assert!(!yaml.contains("image: alpine:3.20"), "every executor was rewritten");
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+
+    // p4's stub images are neither built nor pinned: warned about.
+    let mut p4 = example("p4_platform_spec_importer");
+    let report = pin_images(&mut p4.spec, &[], "registry.example.com/team");
+    assert!(report.pinned.is_empty());
+    assert_eq!(report.warnings.len(), 2, "{:?}", report.warnings);
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("`argostub/createpvc`") && w.contains("not pinned to a tag or digest"))
+    );
+}
+
+#[test]
+fn conditions_that_are_not_valid_cel_are_lint_errors() {
+    let mut job = example("p2_control_flow");
+    let t = task(&mut job.spec, "comp-condition-branches-2", "condition-3");
+    t.trigger_policy.as_mut().expect("policy").condition = Some("inputs.parameter_values['x'] == 'it's'".into());
+    let errors: Vec<String> = job.lint().into_iter().filter(|d| d.is_error()).map(|d| d.to_string()).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("condition-3.triggerPolicy.condition") && errors[0].contains("is not valid CEL"),
+        "{errors:?}"
+    );
+}

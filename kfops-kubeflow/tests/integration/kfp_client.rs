@@ -263,7 +263,7 @@ fn run_json(id: &str, state: &str) -> Value {
 #[tokio::test]
 async fn publish_uploads_a_new_pipeline_then_looks_up_its_version() {
     let version = VersionName::for_build(&source(), false, "");
-    assert_eq!(version.0, "0123456789ab");
+    assert!(version.0.starts_with("0123456789ab-"), "{version}");
     let marker = format!("kfops version: {version}");
     let mock = Mock::start(move |r| match (r.method.as_str(), r.path.as_str()) {
         ("GET", "/apis/v2beta1/healthz") => healthz(false, Some("2.17.0")),
@@ -1050,11 +1050,11 @@ async fn client_errors_and_non_idempotent_failures_are_not_retried() {
     assert_eq!(count("/apis/v2beta1/runs/bad"), 1);
     assert_eq!(count("/apis/v2beta1/runs/gone"), 1);
     assert_eq!(count("/apis/v2beta1/runs"), 1, "a POST answered 500 may have been processed");
-    // A 502 means the server did not process it: even POSTs are retried.
+    // A 502 from a proxy may come after the API server acted: a POST is not repeated.
     let err = client.terminate_run("busy").await.expect_err("502");
     assert_eq!(err.kind(), ErrorKind::Unavailable);
     assert!(err.to_string().contains("HTML page"), "{err}");
-    assert_eq!(count("/apis/v2beta1/runs/busy:terminate"), 4);
+    assert_eq!(count("/apis/v2beta1/runs/busy:terminate"), 1);
     mock.assert_contract();
 }
 

@@ -79,6 +79,16 @@ fn git_checkouts_are_inspected() {
     assert_eq!(clean.source.branch.as_deref(), Some("main"));
     assert_eq!(clean.source.repository.as_deref(), Some("acme/churn"));
     assert!(!clean.dirty);
+    // kfops's own run store and changes outside the project folder do not count.
+    std::fs::create_dir_all(dir.join("proj/.kfops/runs")).expect("mkdir");
+    std::fs::write(dir.join("proj/.kfops/runs/r.json"), "{}").expect("write");
+    std::fs::write(dir.join("proj/p.py"), "x").expect("write");
+    run(&["add", "proj/p.py"]);
+    run(&["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "two"]);
+    std::fs::write(dir.join("other.txt"), "elsewhere in the monorepo").expect("write");
+    assert!(!inspect(&dir.join("proj"), None).dirty, "untracked .kfops and changes elsewhere are ignored");
+    std::fs::write(dir.join("proj/p.py"), "changed").expect("write");
+    assert!(inspect(&dir.join("proj"), None).dirty);
     std::fs::write(dir.join("a.txt"), "changed").expect("write");
     assert!(inspect(&dir, None).dirty);
     std::fs::remove_dir_all(&dir).ok();
