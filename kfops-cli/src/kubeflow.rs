@@ -102,17 +102,69 @@ pub(crate) fn optional_config(ctx: &Context) -> Result<Option<LoadedConfig>, Cli
     }
 }
 
-/// Compile, lint and type the arguments: what `build` and `build-run` start with.
+/// Compile, lint, type the arguments, build the configured images and pin them:
+/// what `build` and `build-run` on Kubeflow start with.
 async fn compile_checked(
     ctx: &Context,
     loaded: &LoadedConfig,
 ) -> Result<(Compiled, BTreeMap<String, Value>), CliError> {
     let pipeline = &loaded.config.pipeline;
-    let compiled =
+    let mut compiled =
         ctx.compile(std::path::Path::new(&pipeline.pipeline_path), pipeline.pipeline_function_name.as_deref()).await?;
     crate::commands::ensure_lint_clean(&compiled.job)?;
     let args = crate::commands::check_args(loaded, &compiled.job, &pipeline.pipeline_args)?;
+    if let Some(ib) = loaded.config.image_builder.as_ref().filter(|ib| !ib.images.is_empty()) {
+        let built = build_images(ctx, loaded, ib).await?;
+        let report = kfops_kubeflow::image::pin::pin_images(&mut compiled.job.spec, &built, &ib.container_registry_uri);
+        for (executor, before, after) in &report.pinned {
+            ctx.printer.detail(&format!("pinned {executor}: {before} → {after}"));
+        }
+        for warning in &report.warnings {
+            ctx.printer.note(&format!("warning: {warning}"));
+        }
+        // What is published is the pinned pipeline.
+        compiled.text = compiled.job.to_yaml_string();
+    }
     Ok((compiled, args))
+}
+
+/// Build (or find already built) the configured images with the local container tool.
+async fn build_images(
+    ctx: &Context,
+    loaded: &LoadedConfig,
+    ib: &kfops_config::model::ImageBuilder,
+) -> Result<Vec<kfops_core::image::BuiltImage>, CliError> {
+    use kfops_core::ImageBuilder as _;
+    use kfops_kubeflow::image::builder::{LocalImageBuilder, find_tool};
+    use kfops_kubeflow::image::registry::RegistryClient;
+
+    let tool = find_tool(ib.tool.as_deref()).map_err(|e| CliError::Backend(e.to_string()))?;
+    let registry = RegistryClient::new(ib.insecure, None).map_err(|e| CliError::Backend(e.to_string()))?;
+    let builder = LocalImageBuilder::new(tool, loaded.root.clone(), ib.build_args.clone(), registry);
+    let specs: Vec<kfops_core::image::ImageSpec> = ib
+        .images
+        .iter()
+        .map(|i| kfops_core::image::ImageSpec {
+            name: i.name.clone(),
+            dockerfile_folder: i.dockerfile_folder_path.clone().into(),
+            other_folders: i.other_folders_path.iter().map(Into::into).collect(),
+            registry: ib.container_registry_uri.clone(),
+            insecure: ib.insecure,
+        })
+        .collect();
+    let progress = crate::progress::BuildProgress::new(
+        ctx.printer.quiet || ctx.printer.format == Format::Json,
+        ctx.printer.verbose,
+    );
+    let built = builder.build(&specs, &progress).await.map_err(|e| CliError::Backend(e.to_string()))?;
+    for b in &built {
+        ctx.printer.note(&format!(
+            "image {} {}",
+            b.reference,
+            if b.built { "built and pushed" } else { "already in the registry" }
+        ));
+    }
+    Ok(built)
 }
 
 /// `kfc build` on Kubeflow: compile, publish (idempotent per commit), print the version and its link.

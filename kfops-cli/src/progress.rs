@@ -160,3 +160,31 @@ impl Progress for RunProgress {
         }
     }
 }
+
+/// Shows image-build progress on stderr: messages always (unless quiet), build log lines with `-v`.
+pub(crate) struct BuildProgress {
+    quiet: bool,
+    verbose: bool,
+}
+
+impl BuildProgress {
+    /// A view; `quiet` shows nothing, `verbose` also shows the tools' log lines.
+    pub(crate) fn new(quiet: bool, verbose: bool) -> Self {
+        BuildProgress { quiet, verbose }
+    }
+}
+
+impl Progress for BuildProgress {
+    fn event(&self, event: ProgressEvent) {
+        if self.quiet {
+            return;
+        }
+        let mut err = std::io::stderr().lock();
+        let _ = match event {
+            ProgressEvent::Log { source, line } if self.verbose => writeln!(err, "[{source}] {line}"),
+            ProgressEvent::Log { .. } | ProgressEvent::Task { .. } => Ok(()),
+            ProgressEvent::Stage(m) | ProgressEvent::Message(m) => writeln!(err, "{m}"),
+            ProgressEvent::Warning(w) => writeln!(err, "warning: {w}"),
+        };
+    }
+}

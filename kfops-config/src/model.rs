@@ -146,6 +146,13 @@ pub struct ImageBuilder {
     /// The images.
     #[serde(default)]
     pub images: Vec<Image>,
+    /// The container tool that builds and pushes images locally: `docker`,
+    /// `podman`, `buildah`, or a path. Default: the first of them on `PATH`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// `--build-arg` values passed to every image build; they are part of the image tag.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub build_args: BTreeMap<String, String>,
     /// Object storage for build contexts (in-cluster builds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub minio: Option<Minio>,

@@ -179,3 +179,43 @@ fn transient_server_errors_are_retried_and_terminated_runs_end_canceled() {
     assert_eq!(out.status.code(), Some(6), "{stderr}");
     assert!(stdout.contains("CANCELED") || stderr.contains("CANCELED"), "{stdout}{stderr}");
 }
+
+#[test]
+fn build_builds_configured_images_and_publishes_the_pinned_pipeline() {
+    use kfops_kubeflow::image::testregistry::{RegistryAuth, TestRegistry};
+    let server = TestServer::start_blocking(TestServerOptions::default());
+    let registry = TestRegistry::start(RegistryAuth::None).expect("registry");
+    let dir = p1_project();
+    // A stand-in container tool that records its calls.
+    let tool = dir.path().join("fake-docker");
+    std::fs::write(&tool, format!("#!/bin/sh\necho \"$@\" >> '{}'\n", dir.path().join("calls.log").display()))
+        .expect("write");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    std::fs::create_dir_all(dir.path().join("images/python")).expect("mkdir");
+    std::fs::write(dir.path().join("images/python/Dockerfile"), "FROM python:3.11-slim\n").expect("write");
+    let config = std::fs::read_to_string(dir.path().join("kfops.yaml")).expect("config");
+    let uri = format!("{}/team", registry.host());
+    std::fs::write(
+        dir.path().join("kfops.yaml"),
+        format!(
+            "{config}image_builder:\n  container_registry_uri: {uri}\n  insecure: true\n  tool: {}\n  images:\n    - name: python\n      dockerfile_folder_path: images/python\n",
+            tool.display()
+        ),
+    )
+    .expect("write");
+    let out = kfc_at(&server, dir.path()).arg("build").output().expect("runs");
+    let (_, stderr) = texts(&out, dir.path());
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("built and pushed"), "{stderr}");
+    let calls = std::fs::read_to_string(dir.path().join("calls.log")).expect("calls");
+    assert!(calls.starts_with(&format!("build --tag {uri}/python:ctx-")), "{calls}");
+    // The p1 executors ran `python:3.11-slim`; the published pipeline uses the built image.
+    let upload = server.requests().into_iter().find(|r| r.path.ends_with("/upload")).expect("upload");
+    let body = String::from_utf8_lossy(&upload.body).into_owned();
+    assert!(body.contains(&format!("image: {uri}/python:ctx-")), "pinned image in the published spec");
+    assert!(!body.contains("image: python:3.11-slim"), "no unpinned executor left");
+}

@@ -7,9 +7,11 @@
 //! * [`pin`]: rewriting the executor images of a compiled pipeline to the
 //!   built references, and warning about images that are neither configured
 //!   nor fully qualified.
+//! * [`builder`]: the `local` [`kfops_core::ImageBuilder`] (docker, podman or buildah).
 //! * [`registry`]: whether a tag already exists in its registry (OCI
 //!   distribution API with token auth), so unchanged images are not rebuilt.
 
+pub mod builder;
 pub mod context;
 pub mod pin;
 pub mod registry;

@@ -1,6 +1,7 @@
 //! The one integration-test binary of `kfops-kubeflow`.
 
 mod compile;
+mod image_builder;
 mod image_context;
 mod image_registry;
 mod ir;
