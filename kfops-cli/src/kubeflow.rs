@@ -134,13 +134,14 @@ async fn build_images(
     loaded: &LoadedConfig,
     ib: &kfops_config::model::ImageBuilder,
 ) -> Result<Vec<kfops_core::image::BuiltImage>, CliError> {
+    use kfops_config::model::BuilderKind;
     use kfops_core::ImageBuilder as _;
-    use kfops_kubeflow::image::builder::{LocalImageBuilder, find_tool};
+    use kfops_kubeflow::image::builder::{
+        ContextImageBuilder, KanikoBackend, KanikoSettings, LocalImageBuilder, find_tool,
+    };
     use kfops_kubeflow::image::registry::RegistryClient;
 
-    let tool = find_tool(ib.tool.as_deref()).map_err(|e| CliError::Backend(e.to_string()))?;
-    let registry = RegistryClient::new(ib.insecure, None).map_err(|e| CliError::Backend(e.to_string()))?;
-    let builder = LocalImageBuilder::new(tool, loaded.root.clone(), ib.build_args.clone(), registry);
+    let registry = || RegistryClient::new(ib.insecure, None).map_err(|e| CliError::Backend(e.to_string()));
     let specs: Vec<kfops_core::image::ImageSpec> = ib
         .images
         .iter()
@@ -156,7 +157,36 @@ async fn build_images(
         ctx.printer.quiet || ctx.printer.format == Format::Json,
         ctx.printer.verbose,
     );
-    let built = builder.build(&specs, &progress).await.map_err(|e| CliError::Backend(e.to_string()))?;
+    let built = match ib.builder {
+        BuilderKind::Local => {
+            let tool = find_tool(ib.tool.as_deref()).map_err(|e| CliError::Backend(e.to_string()))?;
+            let builder = LocalImageBuilder::new(tool, loaded.root.clone(), ib.build_args.clone(), registry()?);
+            builder.build(&specs, &progress).await
+        }
+        BuilderKind::Kaniko => {
+            let k = ib.kaniko.as_ref().ok_or_else(|| {
+                CliError::Usage("image_builder.builder is `kaniko`, but image_builder.kaniko is missing".into())
+            })?;
+            let minio = ib.minio.as_ref();
+            let settings = KanikoSettings {
+                namespace: k.namespace.clone(),
+                credentials_secret: k.credentials_secret.clone(),
+                registry_secret: k.registry_secret.clone(),
+                timeout: std::time::Duration::from_secs(k.timeout_seconds),
+                bucket: minio
+                    .map_or_else(|| "image-build-artifacts".to_owned(), |m| m.context_files_bucket_name.clone()),
+                s3_endpoint: minio.and_then(|m| m.credentials.as_ref()).map(|c| c.endpoint.clone()),
+                s3_credentials: minio
+                    .and_then(|m| m.credentials.as_ref())
+                    .map(|c| (c.access_key.clone(), c.secret_key.expose().to_owned())),
+            };
+            let backend = KanikoBackend::connect(settings).await.map_err(|e| CliError::Backend(e.to_string()))?;
+            ContextImageBuilder::with_backend(backend, loaded.root.clone(), ib.build_args.clone(), registry()?)
+                .build(&specs, &progress)
+                .await
+        }
+    }
+    .map_err(|e| CliError::Backend(e.to_string()))?;
     for b in &built {
         ctx.printer.note(&format!(
             "image {} {}",

@@ -615,6 +615,15 @@ fn check_semantics(
         }
     }
 
+    if str_at("image_builder.builder") == Some("kaniko") && merged.find_ref("image_builder.kaniko").is_none() {
+        let path = "image_builder.builder";
+        errors.push(error(
+            path,
+            provenance.origin_of(path, false),
+            "`image_builder.builder` is `kaniko`, but there is no `image_builder.kaniko` section".into(),
+            Some("add `kaniko:` with at least `credentials_secret:` (a Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the context bucket)".into()),
+        ));
+    }
     if let Some(Value::Dict(_, auth)) = merged.find_ref("kubeflow.auth") {
         let sources: Vec<&String> = auth.keys().collect();
         if sources.len() > 1 {

@@ -146,6 +146,14 @@ pub struct ImageBuilder {
     /// The images.
     #[serde(default)]
     pub images: Vec<Image>,
+    /// Where images are built: `local` (docker/podman/buildah on this
+    /// machine) or `kaniko` (Kubernetes Jobs in the cluster, contexts uploaded
+    /// to object storage).
+    #[serde(default)]
+    pub builder: BuilderKind,
+    /// Settings of the `kaniko` builder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kaniko: Option<Kaniko>,
     /// The container tool that builds and pushes images locally: `docker`,
     /// `podman`, `buildah`, or a path. Default: the first of them on `PATH`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -156,6 +164,42 @@ pub struct ImageBuilder {
     /// Object storage for build contexts (in-cluster builds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub minio: Option<Minio>,
+}
+
+/// Where images are built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BuilderKind {
+    /// docker, podman or buildah on this machine.
+    #[default]
+    Local,
+    /// Kaniko Jobs in the cluster.
+    Kaniko,
+}
+
+/// Settings of the in-cluster Kaniko builder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Kaniko {
+    /// Namespace the build Jobs run in.
+    #[serde(default = "default_kaniko_namespace")]
+    pub namespace: String,
+    /// Secret (in that namespace) with `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` for reading build contexts.
+    pub credentials_secret: String,
+    /// Secret with a registry `config.json`, mounted at `/kaniko/.docker`, for pushing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_secret: Option<String>,
+    /// Give up on a build after this many seconds.
+    #[serde(default = "default_kaniko_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_kaniko_namespace() -> String {
+    "kfops".to_owned()
+}
+
+fn default_kaniko_timeout() -> u64 {
+    1800
 }
 
 /// One image to build.

@@ -937,3 +937,168 @@ impl From<ContextError> for kfops_core::Error {
         kfops_core::Error::new(e.kind(), e.to_string()).with_source(e)
     }
 }
+
+// ---- S3 ----
+
+/// Why a request to S3-compatible storage (MinIO in Kubeflow, AWS S3) failed
+/// (see [`crate::image::s3`]). Never carries the secret key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum S3Error {
+    /// The configuration or an argument is unusable (endpoint URL, bucket name, object key).
+    #[error("invalid S3 configuration: {0}")]
+    Config(String),
+    /// A key of the credentials secret is missing or empty.
+    #[error(
+        "the S3 credentials secret has no (or an empty) `{key}` key; Kubeflow's `mlpipeline-minio-artifact` \
+         secret carries the keys `accesskey` and `secretkey`"
+    )]
+    MissingCredential {
+        /// The missing key.
+        key: String,
+    },
+    /// The server could not be reached, or its answer could not be read.
+    #[error("S3 {operation} of `{target}`: cannot reach {endpoint}: {message}")]
+    Transport {
+        /// The S3 operation (`PutObject`, `HeadBucket`, ...).
+        operation: String,
+        /// `bucket` or `bucket/key`.
+        target: String,
+        /// The endpoint.
+        endpoint: String,
+        /// The transport error.
+        message: String,
+    },
+    /// The server answered with an error status.
+    #[error("S3 {operation} of `{target}` failed with HTTP {status} {code}: {message}")]
+    Status {
+        /// The S3 operation (`PutObject`, `HeadBucket`, ...).
+        operation: String,
+        /// `bucket` or `bucket/key`.
+        target: String,
+        /// The HTTP status.
+        status: u16,
+        /// The S3 error code from the XML body (`SignatureDoesNotMatch`, `NoSuchBucket`, ...),
+        /// or the HTTP reason phrase when the answer had no body (HEAD requests).
+        code: String,
+        /// The S3 error message from the XML body, or a description of the status.
+        message: String,
+    },
+}
+
+impl S3Error {
+    /// The failure class.
+    pub fn kind(&self) -> kfops_core::ErrorKind {
+        use kfops_core::ErrorKind;
+        match self {
+            S3Error::Config(_) | S3Error::MissingCredential { .. } => ErrorKind::InvalidInput,
+            S3Error::Transport { .. } => ErrorKind::Unavailable,
+            S3Error::Status { status, code, .. } => match (*status, code.as_str()) {
+                (_, "SignatureDoesNotMatch" | "InvalidAccessKeyId" | "InvalidToken" | "ExpiredToken") | (401, _) => {
+                    ErrorKind::Unauthenticated
+                }
+                (403, _) => ErrorKind::PermissionDenied,
+                (404, _) => ErrorKind::NotFound,
+                (409, _) => ErrorKind::Conflict,
+                (400, _) => ErrorKind::InvalidInput,
+                (500..=599, _) => ErrorKind::Unavailable,
+                _ => ErrorKind::Other,
+            },
+        }
+    }
+}
+
+impl From<S3Error> for kfops_core::Error {
+    fn from(e: S3Error) -> Self {
+        kfops_core::Error::new(e.kind(), e.to_string()).with_source(e)
+    }
+}
+
+// ---- Kaniko ----
+
+/// Why an in-cluster Kaniko image build failed (see [`crate::image::kaniko`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KanikoError {
+    /// The build description cannot be turned into a valid Job.
+    #[error("invalid Kaniko build for image `{image}`: {reason}")]
+    InvalidJob {
+        /// The configured image name.
+        image: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A Job with the same name exists already (typically a build of the same
+    /// image and tag that is still running, or one left behind by a crash).
+    #[error(
+        "cannot build image `{image}`: the Kaniko Job `{namespace}/{name}` already exists (a build of the same image and tag is probably running); wait for it to finish or delete it with `kubectl delete job -n {namespace} {name}`"
+    )]
+    AlreadyExists {
+        /// The configured image name.
+        image: String,
+        /// The namespace of the Job.
+        namespace: String,
+        /// The name of the Job.
+        name: String,
+    },
+    /// Kaniko ran and failed; `log_tail` holds the last lines of its log.
+    #[error("building image `{image}` failed ({reason}); last lines of the Kaniko log:\n{log_tail}")]
+    BuildFailed {
+        /// The configured image name.
+        image: String,
+        /// Why Kubernetes considers the Job failed (its `Failed` condition).
+        reason: String,
+        /// The tail of the Kaniko container log (or why it could not be read).
+        log_tail: String,
+    },
+    /// The build did not finish in time; the Job was deleted.
+    #[error(
+        "building image `{image}` timed out after {after:?} (last status: {last_status}); the Kaniko Job was deleted"
+    )]
+    Timeout {
+        /// The configured image name.
+        image: String,
+        /// The time limit that was exceeded.
+        after: std::time::Duration,
+        /// The last status of the Job's pod that was observed.
+        last_status: String,
+    },
+    /// The Kubernetes API refused a request or could not be reached.
+    #[error("{action} for image `{image}`: {source}")]
+    Kube {
+        /// The configured image name.
+        image: String,
+        /// What was being done, e.g. "creating the Kaniko Job".
+        action: &'static str,
+        /// The client error.
+        #[source]
+        source: Box<kube::Error>,
+    },
+}
+
+impl KanikoError {
+    /// The failure class.
+    pub fn kind(&self) -> kfops_core::ErrorKind {
+        use kfops_core::ErrorKind;
+        match self {
+            KanikoError::InvalidJob { .. } => ErrorKind::InvalidInput,
+            KanikoError::AlreadyExists { .. } => ErrorKind::Conflict,
+            KanikoError::Timeout { .. } => ErrorKind::Timeout,
+            KanikoError::BuildFailed { .. } => ErrorKind::Other,
+            KanikoError::Kube { source, .. } => match source.as_ref() {
+                kube::Error::Api(s) if s.code == 401 => ErrorKind::Unauthenticated,
+                kube::Error::Api(s) if s.code == 403 => ErrorKind::PermissionDenied,
+                kube::Error::Api(s) if s.code == 404 => ErrorKind::NotFound,
+                kube::Error::Api(s) if s.code == 409 => ErrorKind::Conflict,
+                kube::Error::Api(s) if (400..500).contains(&s.code) => ErrorKind::InvalidInput,
+                _ => ErrorKind::Unavailable,
+            },
+        }
+    }
+}
+
+impl From<KanikoError> for kfops_core::Error {
+    fn from(e: KanikoError) -> Self {
+        kfops_core::Error::new(e.kind(), e.to_string()).with_source(e)
+    }
+}

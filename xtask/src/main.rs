@@ -74,16 +74,24 @@ fn run_tidy(root: &Path) -> Result<(), String> {
 
 /// The project-local virtualenv with the pinned `kfp`, created on first use.
 fn ensure_venv(root: &Path) -> Result<PathBuf, String> {
+    // moto's `moto_server` is the S3-compatible server of the S3 client's integration test.
+    const MOTO_VERSION: &str = "5.2.5";
     let venv = root.join(".venv");
     let python = venv.join("bin/python");
     let ready = Command::new(&python)
-        .args(["-c", &format!("import kfp, sys; sys.exit(0 if kfp.__version__ == '{KFP_VERSION}' else 1)")])
+        .args([
+            "-c",
+            &format!(
+                "import kfp, moto, sys; \
+                 sys.exit(0 if kfp.__version__ == '{KFP_VERSION}' and moto.__version__ == '{MOTO_VERSION}' else 1)"
+            ),
+        ])
         .output()
         .is_ok_and(|o| o.status.success());
     if ready {
         return Ok(python);
     }
-    eprintln!("xtask: creating {} with kfp=={KFP_VERSION} (once)", venv.display());
+    eprintln!("xtask: creating {} with kfp=={KFP_VERSION} and moto[server]=={MOTO_VERSION} (once)", venv.display());
     let system_python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     status(Command::new(&system_python).args(["-m", "venv"]).arg(&venv), "creating the virtualenv")?;
     status(
@@ -94,8 +102,9 @@ fn ensure_venv(root: &Path) -> Result<PathBuf, String> {
             "--quiet",
             "--disable-pip-version-check",
             &format!("kfp=={KFP_VERSION}"),
+            &format!("moto[server]=={MOTO_VERSION}"),
         ]),
-        "installing kfp",
+        "installing kfp and moto",
     )?;
     Ok(python)
 }

@@ -45,6 +45,14 @@ const CASES: &[(&str, &str)] = &[
     ),
     ("empty_name", "pipeline:\n  name: \"\"\n  pipeline_path: pipeline.py\n"),
     (
+        "kaniko_without_settings",
+        "pipeline:\n  name: demo\n  pipeline_path: pipeline.py\nimage_builder:\n  container_registry_uri: r.example.com/t\n  builder: kanikoo\n",
+    ),
+    (
+        "kaniko_section_missing",
+        "pipeline:\n  name: demo\n  pipeline_path: pipeline.py\nimage_builder:\n  container_registry_uri: r.example.com/t\n  builder: kaniko\n",
+    ),
+    (
         "deployment_missing_production",
         "pipeline:\n  name: demo\n  pipeline_path: pipeline.py\ndeployment:\n  inference_service_name: churn\n  pre_deployment_test_sample_input_path: sample.json\n  stagin:\n    namespace: staging\n",
     ),

@@ -7,13 +7,18 @@
 //! * [`pin`]: rewriting the executor images of a compiled pipeline to the
 //!   built references, and warning about images that are neither configured
 //!   nor fully qualified.
-//! * [`builder`]: the `local` [`kfops_core::ImageBuilder`] (docker, podman or buildah).
+//! * [`builder`]: [`kfops_core::ImageBuilder`]s over a build backend: `local`
+//!   (docker, podman or buildah) and `kaniko` (in-cluster Jobs).
+//! * [`s3`]: uploading build contexts to S3-compatible storage (SigV4).
+//! * [`kaniko`]: Kaniko Job manifests and running them through the Kubernetes API.
 //! * [`registry`]: whether a tag already exists in its registry (OCI
 //!   distribution API with token auth), so unchanged images are not rebuilt.
 
 pub mod builder;
 pub mod context;
+pub mod kaniko;
 pub mod pin;
 pub mod registry;
+pub mod s3;
 #[cfg(feature = "testing")]
 pub mod testregistry;
