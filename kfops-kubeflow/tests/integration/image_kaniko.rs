@@ -334,3 +334,83 @@ async fn invalid_job_sends_nothing() {
     assert!(matches!(err, KanikoError::InvalidJob { .. }), "{err:?}");
     assert!(err.to_string().contains("s3://bucket/key"), "{err}");
 }
+
+/// The whole `kaniko` builder: context assembled and hashed, uploaded to a real S3 server (moto),
+/// a Job created, polled and deleted through the mock Kubernetes API, and the context removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kaniko_builder_uploads_the_context_runs_the_job_and_cleans_up() {
+    use kfops_core::ImageBuilder;
+    use kfops_core::image::ImageSpec;
+    use kfops_core::progress::NoProgress;
+    use kfops_kubeflow::image::builder::{ContextImageBuilder, KanikoBackend};
+    use kfops_kubeflow::image::registry::RegistryClient;
+    use kfops_kubeflow::image::s3::{S3Client, S3Config};
+    use kfops_kubeflow::image::testregistry::{RegistryAuth, TestRegistry};
+
+    let (moto, access, secret) = crate::image_s3::start_moto().await;
+    let s3 = S3Client::new(S3Config::new(moto.endpoint.clone(), access.clone(), secret.clone())).expect("s3");
+    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let runner = KanikoRunner::new(kube::Client::new(svc, "default")).with_poll_interval(Duration::from_millis(5));
+    let server = serve(handle, move |line| {
+        let ok = |v: Value| (200, v.to_string());
+        if line == "POST /apis/batch/v1/namespaces/builds/jobs" {
+            (
+                201,
+                json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "x", "namespace": "builds"}})
+                    .to_string(),
+            )
+        } else if line.starts_with("GET /apis/batch/v1/namespaces/builds/jobs/")
+            || line.starts_with("DELETE /apis/batch/v1/namespaces/builds/jobs/")
+        {
+            ok(
+                json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "x", "namespace": "builds"}, "status": {"succeeded": 1}}),
+            )
+        } else {
+            (404, status_json(404, "NotFound", &format!("unexpected request {line}")).to_string())
+        }
+    });
+    let backend = KanikoBackend {
+        runner,
+        s3: S3Client::new(S3Config::new(moto.endpoint.clone(), access.clone(), secret.clone())).expect("s3"),
+        bucket: "contexts".into(),
+        namespace: "builds".into(),
+        s3_endpoint: "http://minio-service.kubeflow:9000".into(),
+        s3_region: "us-east-1".into(),
+        credentials_secret: "kfops-s3".into(),
+        registry_secret: Some("regcred".into()),
+        timeout: Duration::from_secs(10),
+    };
+    let project = tempfile::tempdir().expect("project");
+    std::fs::create_dir_all(project.path().join("images/trainer")).expect("mkdir");
+    std::fs::write(project.path().join("images/trainer/Dockerfile"), "FROM scratch\n").expect("write");
+    let registry = TestRegistry::start(RegistryAuth::None).expect("registry");
+    let builder = ContextImageBuilder::with_backend(
+        backend,
+        project.path().to_owned(),
+        Default::default(),
+        RegistryClient::new(true, None).expect("registry client"),
+    );
+    let spec = ImageSpec {
+        name: "trainer".into(),
+        dockerfile_folder: "images/trainer".into(),
+        other_folders: vec![],
+        registry: format!("{}/team", registry.host()),
+        insecure: true,
+    };
+    let built = builder.build(&[spec], &NoProgress).await.expect("builds");
+    drop(builder);
+    let seen = finish(server).await;
+    assert!(built[0].built && built[0].reference.contains("/team/trainer:ctx-"), "{built:?}");
+    assert_eq!(seen[0].line, "POST /apis/batch/v1/namespaces/builds/jobs");
+    let args: Vec<String> =
+        serde_json::from_value(seen[0].body["spec"]["template"]["spec"]["containers"][0]["args"].clone())
+            .expect("args");
+    let tag = built[0].reference.rsplit_once(':').map(|(_, t)| t.to_owned()).expect("tag");
+    assert!(args.contains(&format!("--context=s3://contexts/kfops/contexts/trainer-{tag}.tar.gz")), "{args:?}");
+    assert!(args.contains(&format!("--destination={}", built[0].reference)), "{args:?}");
+    assert!(args.contains(&"--insecure".to_owned()), "{args:?}");
+    assert!(seen.last().is_some_and(|s| s.line.starts_with("DELETE ")), "the Job was deleted");
+    // The uploaded context was removed after the build.
+    let gone = s3.get_object("contexts", &format!("kfops/contexts/trainer-{tag}.tar.gz")).await;
+    assert!(gone.is_err(), "context removed");
+}

@@ -33,15 +33,15 @@ fn free_port() -> u16 {
 }
 
 /// A running `moto_server`, killed when dropped.
-struct Moto {
+pub(crate) struct Moto {
     _child: tokio::process::Child,
-    endpoint: String,
+    pub(crate) endpoint: String,
 }
 
 /// Starts moto with authentication on after the first three actions, which
 /// create an IAM user with an access key and an `s3:*` policy; returns the
 /// server and that key pair.
-async fn start_moto() -> (Moto, String, String) {
+pub(crate) async fn start_moto() -> (Moto, String, String) {
     let port = free_port();
     let child = tokio::process::Command::new(moto_server())
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
