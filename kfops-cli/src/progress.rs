@@ -72,40 +72,52 @@ fn elapsed(line: &TaskLine) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
+/// A terminal dimension from the environment, or `default`.
+fn env_size(var: &str, default: usize) -> usize {
+    std::env::var(var).ok().and_then(|v| v.trim().parse().ok()).filter(|n: &usize| *n > 0).unwrap_or(default)
+}
+
 fn redraw(st: &mut ViewState) {
     let mut err = std::io::stderr().lock();
     let mut out = String::new();
     if st.drawn_lines > 0 {
         out.push_str(&format!("\x1b[{}A", st.drawn_lines));
     }
+    // Lines never wrap (a wrapped line would break the cursor arithmetic) and the
+    // view never outgrows the screen: `COLUMNS`/`LINES` when the shell exports them, else 80×24.
+    let width = env_size("COLUMNS", 80).saturating_sub(1).max(20);
+    let height = env_size("LINES", 24).saturating_sub(2).max(3);
+    let shown = st.tasks.len().min(height - 1);
+    let hidden = st.tasks.len() - shown;
     let (mut running, mut done) = (0, 0);
-    for (path, line) in &st.tasks {
+    for (i, (path, line)) in st.tasks.iter().enumerate() {
+        match line.state {
+            RunState::Running => running += 1,
+            s if s.is_terminal() => done += 1,
+            _ => {}
+        }
+        if i >= shown {
+            continue;
+        }
         let depth = path.matches('/').count();
         let timing = if matches!(line.state, RunState::Skipped) { String::new() } else { elapsed(line) };
         let detail =
             line.detail.as_deref().map(|d| format!("  {}", d.lines().next().unwrap_or_default())).unwrap_or_default();
-        out.push_str(&format!(
-            "\x1b[2K{}{} {:<40} {:>9} {}{}\n",
+        let text = format!(
+            "{}{} {:<40} {:>9} {}{}",
             "  ".repeat(depth),
             symbol(line.state),
             line.name,
             line.state.as_str(),
             timing,
             detail
-        ));
-        match line.state {
-            RunState::Running => running += 1,
-            s if s.is_terminal() => done += 1,
-            _ => {}
-        }
+        );
+        out.push_str(&format!("\x1b[2K{}\n", text.chars().take(width).collect::<String>()));
     }
-    out.push_str(&format!(
-        "\x1b[2K{} running, {} done, {:.1}s elapsed\n",
-        running,
-        done,
-        st.started.elapsed().as_secs_f64()
-    ));
-    st.drawn_lines = st.tasks.len() + 1;
+    let more = if hidden > 0 { format!(" ({hidden} more tasks not shown)") } else { String::new() };
+    let summary = format!("{running} running, {done} done, {:.1}s elapsed{more}", st.started.elapsed().as_secs_f64());
+    out.push_str(&format!("\x1b[2K{}\n", summary.chars().take(width).collect::<String>()));
+    st.drawn_lines = shown + 1;
     let _ = err.write_all(out.as_bytes());
     let _ = err.flush();
 }

@@ -342,7 +342,9 @@ fn declared_text(declared: &[String]) -> String {
 /// unquoted string (values are never coerced silently).
 fn type_hint(expected: &ParameterType, value: &Value) -> &'static str {
     match (expected, value) {
-        (ParameterType::String, Value::Number(_) | Value::Bool(_)) => " (quote it to pass it as a string)",
+        (ParameterType::String, Value::Number(_) | Value::Bool(_)) => {
+            " (quote it to pass it as a string: in YAML `key: \"1\"`, on the command line `-p 'key=\"1\"'`)"
+        }
         (ParameterType::NumberInteger | ParameterType::NumberDouble, Value::String(s))
             if s.trim().parse::<f64>().is_ok() =>
         {
