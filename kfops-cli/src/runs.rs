@@ -252,7 +252,21 @@ pub(crate) async fn runs(ctx: &Context, command: crate::cli::RunsCommand) -> Res
         }
         RunsCommand::Wait { .. } | RunsCommand::Retry { .. } => false,
     };
-    let loaded = if force_local { None } else { optional_config(ctx)? };
+    let loaded = if force_local {
+        None
+    } else {
+        match optional_config(ctx) {
+            Ok(l) => l,
+            // Local run records do not need a valid configuration: say why Kubeflow is not used, go on locally.
+            Err(CliError::Config(e))
+                if ctx.global.kubeflow_url.is_none() && std::env::var_os("KFOPS_KUBEFLOW__URL").is_none() =>
+            {
+                ctx.printer.note(&format!("warning: the configuration is invalid, so only local runs are shown:\n{e}"));
+                None
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let conn = if force_local { None } else { connection(ctx, loaded.as_ref(), &ctx.global.auth) };
     match (command, conn) {
         (RunsCommand::List { .. }, Some(conn)) => crate::kubeflow::runs_list(ctx, loaded.as_ref(), conn).await,

@@ -245,3 +245,17 @@ fn sigterm_cancels_the_run_like_ctrl_c() {
         Some("*")
     );
 }
+
+#[test]
+fn local_runs_are_listed_even_when_the_configuration_is_broken() {
+    let dir =
+        project(&[("p6.yaml", &std::fs::read_to_string(reference_path("p6_concat_placeholder.yaml")).expect("p6"))]);
+    let out = kfc().arg("-C").arg(dir.path()).args(["local", "run", "p6.yaml", "-q"]).output().expect("runs");
+    assert!(out.status.success());
+    std::fs::write(dir.path().join("kfops.yaml"), "pipeline:\n  nam: typo\n").expect("write");
+    let out = kfc().arg("-C").arg(dir.path()).args(["runs", "list"]).output().expect("runs");
+    let (stdout, stderr) = texts(&out, dir.path());
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("concat-placeholder"), "{stdout}");
+    assert!(stderr.contains("only local runs are shown") && stderr.contains("unknown key `nam`"), "{stderr}");
+}
