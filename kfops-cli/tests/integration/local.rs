@@ -153,57 +153,13 @@ fn build_run_notice_and_kubeflow_backend_message() {
     assert!(out.status.success());
 }
 
-#[test]
-fn ctrl_c_cancels_the_run_and_exits_130() {
+/// A `kfc local run` of one long `sh -c` task, started and waited for until the task runs;
+/// returns the project, the `kfc` process, and the file holding the task's pid.
+fn start_long_run() -> (tempfile::TempDir, std::process::Child, std::path::PathBuf) {
     let spec = json!({
         "components": {"comp-nap": {"executorLabel": "exec-nap"}},
-        "deploymentSpec": {"executors": {"exec-nap": {"container": {"image": "alpine", "command": ["sh", "-c"], "args": ["sleep 30"]}}}},
-        "pipelineInfo": {"name": "napping"},
-        "root": {"dag": {"tasks": {"nap": {"componentRef": {"name": "comp-nap"}, "taskInfo": {"name": "nap"}}}}},
-        "schemaVersion": "2.1.0"
-    });
-    let dir = project(&[("nap.json", &spec.to_string())]);
-    let bin = assert_cmd::cargo::cargo_bin("kfc");
-    let child = std::process::Command::new(bin)
-        .arg("-C")
-        .arg(dir.path())
-        .args(["local", "run", "nap.json"])
-        .env("KFOPS_PYTHON", crate::python())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    // Wait until the task is running, then press Ctrl-C.
-    let runs = dir.path().join(".kfops/runs");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let running = std::fs::read_dir(&runs)
-            .ok()
-            .and_then(|mut d| d.next())
-            .and_then(|e| e.ok())
-            .and_then(|e| std::fs::read_to_string(e.path().join("run.json")).ok())
-            .is_some_and(|t| t.contains("\"path\": \"nap\"") && t.contains("\"RUNNING\""));
-        if running {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the run never started");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
-    assert!(status.success());
-    let out = child.wait_with_output().expect("wait");
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("was cancelled"));
-    let listed = kfc().arg("-C").arg(dir.path()).args(["runs", "list", "--output", "json"]).output().expect("runs");
-    let v: Value = serde_json::from_slice(&listed.stdout).expect("json");
-    assert_eq!(v[0]["state"], json!("CANCELED"));
-}
-
-#[test]
-fn sigterm_cancels_the_run_like_ctrl_c() {
-    let spec = json!({
-        "components": {"comp-nap": {"executorLabel": "exec-nap"}},
-        "deploymentSpec": {"executors": {"exec-nap": {"container": {"image": "alpine", "command": ["sh", "-c"], "args": ["echo $$ > \"{{$.workspace_path}}/pid\"; sleep 30"]}}}},
+        "deploymentSpec": {"executors": {"exec-nap": {"container": {"image": "alpine", "command": ["sh", "-c"],
+                           "args": ["echo $$ > \"{{$.workspace_path}}/pid\"; sleep 30"]}}}},
         "pipelineInfo": {"name": "napping"},
         "root": {"dag": {"tasks": {"nap": {"componentRef": {"name": "comp-nap"}, "taskInfo": {"name": "nap"}}}}},
         "schemaVersion": "2.1.0"
@@ -232,13 +188,36 @@ fn sigterm_cancels_the_run_like_ctrl_c() {
         assert!(std::time::Instant::now() < deadline, "the task never started");
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
+    (dir, child, pid_file)
+}
+
+/// Send `signal` to the `kfc` of [`start_long_run`]; it must cancel the run, kill the task and exit 130.
+fn interrupt(child: std::process::Child, pid_file: &std::path::Path, signal: &str) -> String {
     assert!(
-        std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill").success()
+        std::process::Command::new("kill").args([signal, &child.id().to_string()]).status().expect("kill").success()
     );
     let out = child.wait_with_output().expect("wait");
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
     let task_pid = std::fs::read_to_string(pid_file).expect("pid");
     assert!(!std::path::Path::new(&format!("/proc/{}", task_pid.trim())).exists(), "the task's process was killed");
+    stderr
+}
+
+#[test]
+fn ctrl_c_cancels_the_run_and_exits_130() {
+    let (dir, child, pid_file) = start_long_run();
+    let stderr = interrupt(child, &pid_file, "-INT");
+    assert!(stderr.contains("was cancelled"), "{stderr}");
+    let listed = kfc().arg("-C").arg(dir.path()).args(["runs", "list", "--output", "json"]).output().expect("runs");
+    let v: Value = serde_json::from_slice(&listed.stdout).expect("json");
+    assert_eq!(v[0]["state"], json!("CANCELED"));
+}
+
+#[test]
+fn sigterm_cancels_the_run_like_ctrl_c() {
+    let (dir, child, pid_file) = start_long_run();
+    interrupt(child, &pid_file, "-TERM");
     // Run records never make the checkout dirty.
     assert_eq!(
         std::fs::read_to_string(dir.path().join(".kfops/.gitignore")).expect("gitignore").lines().last(),
