@@ -5,13 +5,15 @@
 //! (`X-Hub-Signature-256`, used by GitHub and by Gitea/Forgejo's GitHub-compatible
 //! header) that every provider runs **before** parsing a payload.
 //!
-//! The GitHub [`kfops_core::ScmProvider`] (octocrab) and the
-//! [`kfops_core::WebhookVerifier`] built on this module arrive with the bot; GitLab and
+//! [`github`] holds the GitHub [`kfops_core::WebhookVerifier`] (signature, then
+//! the `issue_comment` filter and the command parser); the GitHub
+//! [`kfops_core::ScmProvider`] (octocrab) arrives with the bot; GitLab and
 //! Gitea/Forgejo follow as further modules. This crate never runs pipelines
 //! or touches Kubernetes.
 
 pub mod error;
 pub mod git;
+pub mod github;
 pub mod signature;
 
 pub use error::SignatureError;

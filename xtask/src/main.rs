@@ -3,7 +3,7 @@
 //! ```text
 //! cargo xtask codegen [--check]   write (or check) generated files
 //! cargo xtask tidy                check the architecture invariants
-//! cargo xtask test                set up the Python venv with kfp, then run every test
+//! cargo xtask test                set up the Python venv with kfp and the npm reference packages, then run every test
 //! cargo xtask demo                the README's main job on examples/
 //! cargo xtask bench local [--reps N]  local runner vs kfp.local → BENCHMARKS.md
 //! cargo xtask bench kfp [--reps N]    kfc build-run vs the kfp CLI against the KFP test server → BENCHMARKS.md
@@ -109,14 +109,45 @@ fn ensure_venv(root: &Path) -> Result<PathBuf, String> {
     Ok(python)
 }
 
+/// The npm reference packages the tests validate against, installed into
+/// `.npm-ref/` on first use. Returns the `node_modules` directory.
+fn ensure_npm_refs(root: &Path) -> Result<PathBuf, String> {
+    // Real webhook payloads recorded by GitHub, published by Octokit.
+    const PACKAGES: &[(&str, &str)] = &[("@octokit/webhooks-examples", "7.6.1")];
+    let prefix = root.join(".npm-ref");
+    let modules = prefix.join("node_modules");
+    let installed = |name: &str, version: &str| {
+        std::fs::read_to_string(modules.join(name).join("package.json"))
+            .ok()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+            .is_some_and(|v| v["version"] == version)
+    };
+    if PACKAGES.iter().all(|(n, v)| installed(n, v)) {
+        return Ok(modules);
+    }
+    let specs: Vec<String> = PACKAGES.iter().map(|(n, v)| format!("{n}@{v}")).collect();
+    eprintln!("xtask: installing {} into {} (once)", specs.join(" "), prefix.display());
+    std::fs::create_dir_all(&prefix).map_err(|e| format!("creating {}: {e}", prefix.display()))?;
+    status(
+        Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--no-package-lock", "--loglevel=error", "--prefix"])
+            .arg(&prefix)
+            .args(&specs),
+        "installing the npm reference packages (is npm installed?)",
+    )?;
+    Ok(modules)
+}
+
 fn run_tests(root: &Path, extra: &[String]) -> Result<(), String> {
     let python = ensure_venv(root)?;
+    let npm_refs = ensure_npm_refs(root)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     status(
         Command::new(cargo)
             .args(["test", "--workspace", "--locked"])
             .args(extra)
             .env("KFOPS_PYTHON", &python)
+            .env("KFOPS_NPM_REFS", &npm_refs)
             .current_dir(root),
         "cargo test",
     )

@@ -1,0 +1,8 @@
+//! GitHub (github.com and GitHub Enterprise Server).
+//!
+//! [`webhook`] turns a signed delivery into a [`kfops_core::WebhookOutcome`]:
+//! signature first, then the narrow set of fields the bot acts on.
+
+pub mod webhook;
+
+pub use webhook::{GithubWebhooks, RepoAllowlist};
