@@ -1,29 +1,67 @@
 //! `kfops-bot`'s errors and exit codes.
 
 /// Exit code: success.
-pub(crate) const EXIT_OK: u8 = 0;
+pub const EXIT_OK: u8 = 0;
 /// Exit code: an input was read but is not valid (e.g. a malformed command).
-pub(crate) const EXIT_INVALID: u8 = 3;
+pub const EXIT_INVALID: u8 = 3;
 /// Exit code: an internal or IO error.
-pub(crate) const EXIT_INTERNAL: u8 = 1;
+pub const EXIT_INTERNAL: u8 = 1;
 
 /// Everything that makes a `kfops-bot` subcommand fail.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum BotError {
+pub enum BotError {
     /// Reading the input failed.
     #[error("reading the comment from standard input: {0}")]
     Stdin(#[source] std::io::Error),
     /// The comment holds a command that is not valid.
     #[error("{0}")]
     Command(#[from] kfops_core::CommandError),
+    /// The state store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl BotError {
     /// The process exit code for this error.
-    pub(crate) fn exit_code(&self) -> u8 {
+    pub fn exit_code(&self) -> u8 {
         match self {
-            BotError::Stdin(_) => EXIT_INTERNAL,
+            BotError::Stdin(_) | BotError::Store(_) => EXIT_INTERNAL,
             BotError::Command(_) => EXIT_INVALID,
         }
     }
+}
+
+/// Why the state store (inbox and command ledger) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Opening or creating the database file failed.
+    #[error("opening the state store {path}: {source}; check that the state directory exists and is writable")]
+    Open {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A query failed.
+    #[error("state store: {what}: {source}")]
+    Query {
+        /// What was being done.
+        what: &'static str,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A stored event could not be read back.
+    #[error("state store: command {id} holds an unreadable event: {source}")]
+    Corrupt {
+        /// The command's ledger id.
+        id: i64,
+        /// The decoding error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The command id is not in the ledger.
+    #[error("state store: no command {0} in the ledger")]
+    UnknownCommand(i64),
 }

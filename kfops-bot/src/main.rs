@@ -4,14 +4,12 @@
 //! exposes the command grammar the server will use, so policies and comment
 //! templates can be checked from a shell: `kfops-bot parse-command "/deploy --force"`.
 
-mod error;
-
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::error::{BotError, EXIT_OK};
+use kfops_bot::error::{BotError, EXIT_OK};
 
 /// kfops-bot — run kfops from pull-request comments.
 #[derive(Debug, Parser)]

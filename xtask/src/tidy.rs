@@ -44,6 +44,7 @@ pub const RESTRICTED: &[(&str, &[&str])] = &[
     ("axum", &["kfops-bot", "kfops-kubeflow"]),
     ("reqwest", &["kfops-kubeflow", "kfops-deploy", "kfops-scm"]),
     ("clap", &["kfops-cli", "kfops-bot"]),
+    ("rusqlite", &["kfops-bot"]),
 ];
 
 /// One workspace crate and its normal (non-dev, non-build) dependencies.

@@ -1,4 +1,4 @@
-//! End-to-end tests of the `kfops-bot` binary.
+//! Tests of `kfops-bot`: the binary end to end, and the state store.
 
 use assert_cmd::Command;
 
@@ -28,3 +28,5 @@ fn invalid_commands_exit_3_with_the_reason() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid value `$(id)` for `--run-id`"));
     assert!(out.stdout.is_empty());
 }
+
+mod store;
