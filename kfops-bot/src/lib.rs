@@ -1,10 +1,12 @@
 //! The library behind `kfops-bot`, the kfops ChatOps service.
 //!
 //! Today: [`store`], the durable inbox and command ledger every accepted
-//! webhook is committed to before the bot answers GitHub. The HTTP server,
-//! workers and reporting are built on it.
+//! webhook is committed to before the bot answers GitHub, and [`server`], the
+//! HTTP front door (webhooks, health, readiness, metrics) over it. Workers and
+//! PR reporting build on both.
 
 pub mod error;
+pub mod server;
 pub mod store;
 
 pub use error::{BotError, StoreError};

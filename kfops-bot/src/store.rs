@@ -16,7 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use kfops_core::scm::{ChatOpsEvent, PrRef};
+use kfops_core::scm::{ChatOpsEvent, CommentRef, PrRef};
 
 use crate::error::StoreError;
 
@@ -168,6 +168,15 @@ CREATE TABLE IF NOT EXISTS commands (
 );
 CREATE INDEX IF NOT EXISTS commands_by_pr ON commands (repo, pr_number, id);
 CREATE INDEX IF NOT EXISTS commands_by_state ON commands (state, id);
+CREATE TABLE IF NOT EXISTS rejections (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    delivery_id   TEXT NOT NULL UNIQUE,
+    comment       TEXT NOT NULL,
+    author        TEXT NOT NULL,
+    error         TEXT NOT NULL,
+    reported      INTEGER NOT NULL DEFAULT 0,
+    created_at_ms INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS steps (
     command_id INTEGER NOT NULL REFERENCES commands (id),
     seq        INTEGER NOT NULL,
@@ -234,6 +243,71 @@ impl Store {
         .map_err(q("recording the first step"))?;
         tx.commit().map_err(q("committing a command"))?;
         Ok(Accepted::New(id))
+    }
+
+    /// Commit a comment whose command could not be parsed, so its author can be
+    /// told why, unless its delivery id was seen before.
+    pub fn accept_rejection(
+        &self,
+        delivery_id: &str,
+        comment: &CommentRef,
+        author: &str,
+        error: &str,
+    ) -> Result<Accepted, StoreError> {
+        let json = serde_json::to_string(comment).map_err(|source| StoreError::Corrupt { id: 0, source })?;
+        let conn = self.conn();
+        let known = conn
+            .query_row("SELECT 1 FROM commands WHERE delivery_id = ?1", params![delivery_id], |_| Ok(()))
+            .optional()
+            .map_err(q("looking up a delivery"))?;
+        if known.is_some() {
+            return Ok(Accepted::Duplicate);
+        }
+        let inserted = conn
+            .execute(
+                "INSERT INTO rejections (delivery_id, comment, author, error, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (delivery_id) DO NOTHING",
+                params![delivery_id, json, author, error, now_ms()],
+            )
+            .map_err(q("inserting a rejection"))?;
+        Ok(if inserted == 0 { Accepted::Duplicate } else { Accepted::New(conn.last_insert_rowid()) })
+    }
+
+    /// Rejections not yet reported in their PR, oldest first: `(id, comment, author, error)`.
+    pub fn unreported_rejections(&self) -> Result<Vec<(i64, CommentRef, String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT id, comment, author, error FROM rejections WHERE reported = 0 ORDER BY id")
+            .map_err(q("listing rejections"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get(3)?)))
+            .map_err(q("listing rejections"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, comment, author, error) = row.map_err(q("listing rejections"))?;
+            let comment = serde_json::from_str(&comment).map_err(|source| StoreError::Corrupt { id, source })?;
+            out.push((id, comment, author, error));
+        }
+        Ok(out)
+    }
+
+    /// Mark rejection `id` as reported in its PR.
+    pub fn mark_rejection_reported(&self, id: i64) -> Result<(), StoreError> {
+        match self.conn().execute("UPDATE rejections SET reported = 1 WHERE id = ?1", params![id]) {
+            Ok(0) => Err(StoreError::UnknownCommand(id)),
+            Ok(_) => Ok(()),
+            Err(source) => Err(StoreError::Query { what: "marking a rejection reported", source }),
+        }
+    }
+
+    /// How many commands are queued or in progress (the queue depth).
+    pub fn unfinished_count(&self) -> Result<u64, StoreError> {
+        self.conn()
+            .query_row("SELECT COUNT(*) FROM commands WHERE state IN ('queued', 'in_progress')", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .map_err(q("counting unfinished commands"))
     }
 
     /// Append a step to command `id` and set its state.
@@ -359,10 +433,14 @@ impl Store {
         Ok(out)
     }
 
-    /// Whether `delivery_id` has been accepted before.
+    /// Whether `delivery_id` has been accepted before (as a command or a rejection).
     pub fn seen(&self, delivery_id: &str) -> Result<bool, StoreError> {
         self.conn()
-            .query_row("SELECT 1 FROM commands WHERE delivery_id = ?1", params![delivery_id], |_| Ok(()))
+            .query_row(
+                "SELECT 1 FROM commands WHERE delivery_id = ?1 UNION ALL SELECT 1 FROM rejections WHERE delivery_id = ?1",
+                params![delivery_id],
+                |_| Ok(()),
+            )
             .optional()
             .map(|r| r.is_some())
             .map_err(q("looking up a delivery"))

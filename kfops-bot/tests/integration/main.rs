@@ -29,4 +29,5 @@ fn invalid_commands_exit_3_with_the_reason() {
     assert!(out.stdout.is_empty());
 }
 
+mod server;
 mod store;
