@@ -2,10 +2,12 @@
 //!
 //! * [`codegen`]: write (or check) generated files (`schema/kfops.schema.json`).
 //! * [`bench`]: the local-runner benchmark against kfp.local.
+//! * [`bench_bot`]: the bot's webhook front door under load.
 //! * [`tidy`]: check the architecture invariants of `ARCHITECTURE.md` against
 //!   `cargo metadata` and the sources.
 
 pub mod bench;
+pub mod bench_bot;
 pub mod codegen;
 pub mod tidy;
 

@@ -7,6 +7,7 @@
 //! cargo xtask demo                the README's main job on examples/
 //! cargo xtask bench local [--reps N]  local runner vs kfp.local → BENCHMARKS.md
 //! cargo xtask bench kfp [--reps N]    kfc build-run vs the kfp CLI against the KFP test server → BENCHMARKS.md
+//! cargo xtask bench bot               signed webhooks against the bot's front door vs the store's insert rate → BENCHMARKS.md
 //! ```
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -29,9 +30,15 @@ fn main() -> ExitCode {
         Some("demo") => run_demo(&root),
         Some("bench") if args.get(1).map(String::as_str) == Some("local") => run_bench(&root, &args[2..]),
         Some("bench") if args.get(1).map(String::as_str) == Some("kfp") => run_bench_kfp(&root, &args[2..]),
+        Some("bench") if args.get(1).map(String::as_str) == Some("bot") => run_bench_bot(&root, &args[2..]),
+        Some("bench-bot-run") => run_bench_bot_release(&root),
+        Some("bench-bot-server") => match args.get(1) {
+            Some(dir) => xtask::bench_bot::serve(Path::new(dir)),
+            None => Err("usage: xtask bench-bot-server <state dir>".into()),
+        },
         Some("measure") => run_measure(&args[1..]),
         Some("venv") => ensure_venv(&root).map(|p| println!("{}", p.display())),
-        _ => Err("usage: cargo xtask <codegen [--check] | tidy | test [cargo test args] | demo | bench local|kfp [--reps N] | venv>".into()),
+        _ => Err("usage: cargo xtask <codegen [--check] | tidy | test [cargo test args] | demo | bench local|kfp [--reps N] | bench bot | venv>".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -283,6 +290,101 @@ fn run_bench_kfp(root: &Path, args: &[String]) -> Result<(), String> {
 }
 
 /// `cargo xtask measure CMD ARGS… [:: CMD ARGS…]`: run the commands, print wall time and peak memory as JSON.
+/// `bench bot`: build the release xtask and run the benchmark there (a debug
+/// load generator would measure itself).
+fn run_bench_bot(root: &Path, args: &[String]) -> Result<(), String> {
+    if !args.is_empty() {
+        return Err(format!("unexpected arguments {args:?}; usage: cargo xtask bench bot"));
+    }
+    ensure_npm_refs(root)?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    status(
+        Command::new(&cargo).args(["build", "--release", "--quiet", "-p", "xtask"]).current_dir(root),
+        "building xtask (release)",
+    )?;
+    status(Command::new(root.join("target/release/xtask")).arg("bench-bot-run").current_dir(root), "the bot benchmark")
+}
+
+fn run_bench_bot_release(root: &Path) -> Result<(), String> {
+    use std::io::BufRead;
+    const RATE: u32 = 500;
+    const SECS: u32 = 10;
+    const CONNECTIONS: usize = 32;
+    const SUSTAINED_SECS: u32 = 5;
+    let modules = ensure_npm_refs(root)?;
+    let index = modules.join("@octokit/webhooks-examples/api.github.com/index.json");
+    let text = std::fs::read_to_string(&index).map_err(|e| format!("{}: {e}", index.display()))?;
+    let all: Vec<serde_json::Value> = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", index.display()))?;
+    let created = all
+        .iter()
+        .find(|e| e["name"] == "issue_comment")
+        .and_then(|e| e["examples"].as_array())
+        .and_then(|ex| ex.iter().find(|p| p["action"] == "created"))
+        .ok_or("no recorded issue_comment created delivery")?;
+    let bodies = xtask::bench_bot::bodies(created);
+
+    let work = root.join("target/bench-bot");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let insert_rate = xtask::bench_bot::insert_rate(&work, 2000)?;
+    eprintln!("xtask: raw durable inserts: {insert_rate:.0}/s");
+
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut server = Command::new(exe)
+        .arg("bench-bot-server")
+        .arg(&work)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting the bench server: {e}"))?;
+    let mut addr = String::new();
+    std::io::BufReader::new(server.stdout.take().ok_or("no server stdout")?)
+        .read_line(&mut addr)
+        .map_err(|e| format!("reading the server address: {e}"))?;
+    let addr = addr.trim().to_owned();
+    if addr.is_empty() {
+        let _ = server.kill();
+        return Err("the bench server did not start".into());
+    }
+    let loaded = xtask::bench_bot::load(&addr, &bodies, RATE, SECS, CONNECTIONS, SUSTAINED_SECS);
+    let peak_kib = std::fs::read_to_string(format!("/proc/{}/status", server.id()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().trim_end_matches(" kB").trim().parse().ok()))
+        })
+        .flatten()
+        .unwrap_or(0);
+    drop(server.stdin.take());
+    let exit = server.wait().map_err(|e| e.to_string())?;
+    let (open_latencies, sustained_rate, commands_accepted, failures) = loaded?;
+    if !exit.success() {
+        return Err(format!("the bench server failed ({exit})"));
+    }
+    let store = kfops_bot::Store::open(&work.join("state.db")).map_err(|e| e.to_string())?;
+    let commands_stored = store.unfinished_count().map_err(|e| e.to_string())?;
+    let result = xtask::bench_bot::BotBenchResult {
+        insert_rate,
+        open_rate: RATE,
+        open_secs: SECS,
+        open_latencies,
+        sustained_rate,
+        connections: CONNECTIONS,
+        commands_accepted,
+        commands_stored,
+        failures,
+        server_peak_kib: peak_kib,
+    };
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let machine = format!("{cpus} CPUs, {} {}", std::env::consts::OS, std::env::consts::ARCH);
+    let section = xtask::bench_bot::render(&result, &machine);
+    print!("{section}");
+    let path = root.join("BENCHMARKS.md");
+    let doc = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
+    std::fs::write(&path, xtask::bench::replace_section(&doc, "bot", &section)).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 fn run_measure(args: &[String]) -> Result<(), String> {
     let commands: Vec<Vec<String>> =
         args.split(|a| a == "::").map(<[String]>::to_vec).filter(|c: &Vec<String>| !c.is_empty()).collect();
