@@ -2,10 +2,12 @@
 //!
 //! Today: [`store`], the durable inbox and command ledger every accepted
 //! webhook is committed to before the bot answers GitHub, and [`server`], the
-//! HTTP front door (webhooks, health, readiness, metrics) over it. Workers and
-//! PR reporting build on both.
+//! HTTP front door (webhooks, health, readiness, metrics) over it, and
+//! [`report`], the status comment each command keeps up to date. Workers
+//! build on these.
 
 pub mod error;
+pub mod report;
 pub mod server;
 pub mod store;
 

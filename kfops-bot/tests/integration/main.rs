@@ -29,5 +29,6 @@ fn invalid_commands_exit_3_with_the_reason() {
     assert!(out.stdout.is_empty());
 }
 
+mod report;
 mod server;
 mod store;
