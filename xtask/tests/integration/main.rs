@@ -27,6 +27,9 @@ fn dependency_rules_catch_each_kind_of_violation() {
         krate("kfops-config", &["kfops-core", "figment"]),
         krate("kfops-kubeflow", &["kfops-core", "tokio"]),
         krate("kfops-cli", &["kfops-core", "kfops-config", "kfops-kubeflow", "clap"]),
+        krate("kfops-bot", &["kfops-core", "rusqlite", "axum"]),
+        // xtask's benchmarks drive the services through their libraries.
+        krate("xtask", &["kfops-bot", "kfops-scm"]),
     ];
     assert!(check_dependencies(&ok).is_empty());
 
@@ -41,6 +44,8 @@ fn dependency_rules_catch_each_kind_of_violation() {
         (krate("kfops-kubeflow", &["octocrab"]), "`octocrab` may only be used by kfops-scm"),
         (krate("kfops-deploy", &["figment"]), "`figment` may only be used by kfops-config"),
         (krate("kfops-extra", &[]), "`kfops-extra` is not a known workspace crate"),
+        (krate("kfops-cli", &["kfops-bot"]), "must not depend on the binary crate `kfops-bot`"),
+        (krate("kfops-cli", &["rusqlite"]), "`rusqlite` may only be used by kfops-bot"),
     ];
     for (c, want) in cases {
         let problems = check_dependencies(std::slice::from_ref(c));
@@ -103,4 +108,34 @@ fn benchmark_sections_are_replaced_in_place() {
     let doc = replace_section(&doc, "local", "## Local\nfigures 3");
     assert!(doc.contains("figures 3") && !doc.contains("figures 1") && doc.contains("figures 2"), "{doc}");
     assert!(doc.find("bench:local").unwrap_or(0) < doc.find("bench:kfp").unwrap_or(0), "order kept: {doc}");
+}
+
+#[test]
+fn the_bot_benchmark_reports_percentiles_and_losses() {
+    use std::time::Duration;
+    let r = xtask::bench_bot::BotBenchResult {
+        insert_rate: 1000.0,
+        open_rate: 500,
+        open_secs: 10,
+        open_latencies: (1..=100).map(Duration::from_millis).collect(),
+        sustained_rate: 1500.0,
+        connections: 32,
+        commands_accepted: 10,
+        commands_stored: 9,
+        failures: 2,
+        server_peak_kib: 2048,
+    };
+    let text = xtask::bench_bot::render(&r, "test machine");
+    for want in [
+        "| raw durable inserts/s (anchor, sequential `Store::accept`) | 1000 /s | 1.000 |",
+        "| sustained webhooks/s (closed loop; half are commands) | 1500 /s | 1.500 |",
+        "p50 time to 2xx | 51.00 ms |",
+        "p99 time to 2xx (target < 20 ms) | 99.00 ms |",
+        "| open loop 500/s: max | 100.00 ms |",
+        "| 10 / 9 / 1 |",
+        "| non-2xx answers | 2 |",
+        "| 2.0 MiB |",
+    ] {
+        assert!(text.contains(want), "missing `{want}` in\n{text}");
+    }
 }
