@@ -20,7 +20,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -117,19 +116,17 @@ pub fn insert_rate(dir: &Path, n: usize) -> Result<f64, String> {
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
-/// Signed request bodies: `(body, signature)` for a command comment and an ordinary one.
-pub fn bodies(recorded_created_comment: &Value) -> [(Vec<u8>, String); 2] {
+/// Signed request bodies from GitHub's recorded deliveries: `(body, signature)`
+/// for a command comment and an ordinary one.
+pub fn bodies() -> Result<[(Vec<u8>, String); 2], String> {
     let verifier = SignatureVerifier::new([SECRET]);
-    let make = |text: &str| {
-        let mut p = recorded_created_comment.clone();
-        p["issue"]["pull_request"] =
-            serde_json::json!({"url": "https://api.github.com/repos/Codertocat/Hello-World/pulls/1"});
-        p["comment"]["body"] = Value::from(text);
-        let body = serde_json::to_vec(&p).unwrap_or_default();
-        let sig = verifier.sign(&body).unwrap_or_default();
-        (body, sig)
+    let make = |text: &str| -> Result<(Vec<u8>, String), String> {
+        let p = kfops_scm::github::examples::pr_comment("created", text)?;
+        let body = serde_json::to_vec(&p).map_err(|e| e.to_string())?;
+        let sig = verifier.sign(&body).ok_or("no webhook secret")?;
+        Ok((body, sig))
     };
-    [make("/build_run"), make("Looks good to me, thanks!")]
+    Ok([make("/build_run")?, make("Looks good to me, thanks!")?])
 }
 
 struct Conn {

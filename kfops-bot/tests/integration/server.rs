@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -17,26 +17,13 @@ use kfops_scm::signature::SignatureVerifier;
 const SECRET: &str = "bot-test-secret";
 
 fn recorded_comment(action: &str) -> Value {
-    let refs = std::env::var_os("KFOPS_NPM_REFS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.npm-ref/node_modules"));
-    let path = refs.join("@octokit/webhooks-examples/api.github.com/index.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run the tests with `cargo xtask test`, which installs the npm reference packages",
-            path.display()
-        )
-    });
-    let all: Vec<Value> = serde_json::from_str(&text).expect("json");
-    let event = all.into_iter().find(|e| e["name"] == "issue_comment").expect("issue_comment");
-    event["examples"].as_array().expect("examples").iter().find(|p| p["action"] == action).expect("example").clone()
+    let all = kfops_scm::github::examples::recorded("issue_comment").unwrap_or_else(|e| panic!("{e}"));
+    all.into_iter().find(|p| p["action"] == action).expect("example")
 }
 
 /// A recorded `created` comment, moved onto a pull request, saying `body`.
 fn pr_comment(body: &str) -> Vec<u8> {
-    let mut p = recorded_comment("created");
-    p["issue"]["pull_request"] = json!({"url": "https://api.github.com/repos/Codertocat/Hello-World/pulls/1"});
-    p["comment"]["body"] = json!(body);
+    let p = kfops_scm::github::examples::pr_comment("created", body).unwrap_or_else(|e| panic!("{e}"));
     serde_json::to_vec(&p).expect("json")
 }
 

@@ -4,6 +4,8 @@
 //! signature first, then the narrow set of fields the bot acts on. [`retry`]
 //! holds the rules for retries, rate limits and pacing.
 
+#[cfg(feature = "testing")]
+pub mod examples;
 pub mod retry;
 pub mod webhook;
 

@@ -2,7 +2,6 @@
 //! (`@octokit/webhooks-examples`, installed by `cargo xtask test`).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
@@ -13,43 +12,16 @@ use kfops_scm::signature::SignatureVerifier;
 
 const SECRET: &str = "webhook-secret-for-tests";
 
-/// Every event of the package: `(event name, examples)`.
 fn examples() -> Vec<(String, Vec<Value>)> {
-    let refs = std::env::var_os("KFOPS_NPM_REFS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.npm-ref/node_modules"));
-    let path = refs.join("@octokit/webhooks-examples/api.github.com/index.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run the tests with `cargo xtask test`, which installs the npm reference packages",
-            path.display()
-        )
-    });
-    let all: Vec<Value> = serde_json::from_str(&text).expect("index.json is JSON");
-    all.into_iter()
-        .map(|e| (e["name"].as_str().expect("name").to_owned(), e["examples"].as_array().expect("examples").clone()))
-        .collect()
+    kfops_scm::github::examples::all().unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn issue_comments() -> Vec<Value> {
-    examples().into_iter().find(|(n, _)| n == "issue_comment").expect("issue_comment examples").1
+    kfops_scm::github::examples::recorded("issue_comment").unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// A recorded `issue_comment` `created` delivery turned into one on a pull
-/// request (GitHub adds `issue.pull_request`) with `body` as the comment.
 fn pr_comment(body: &str) -> Value {
-    let mut p = issue_comments().into_iter().find(|p| p["action"] == "created").expect("a created comment");
-    let number = p["issue"]["number"].clone();
-    let base = format!("https://api.github.com/repos/Codertocat/Hello-World/pulls/{number}");
-    p["issue"]["pull_request"] = json!({
-        "url": base,
-        "html_url": format!("https://github.com/Codertocat/Hello-World/pull/{number}"),
-        "diff_url": format!("https://github.com/Codertocat/Hello-World/pull/{number}.diff"),
-        "patch_url": format!("https://github.com/Codertocat/Hello-World/pull/{number}.patch"),
-        "merged_at": null
-    });
-    p["comment"]["body"] = json!(body);
-    p
+    kfops_scm::github::examples::pr_comment("created", body).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn verifier() -> GithubWebhooks {
