@@ -3,10 +3,11 @@
 //! Today: [`store`], the durable inbox and command ledger every accepted
 //! webhook is committed to before the bot answers GitHub, and [`server`], the
 //! HTTP front door (webhooks, health, readiness, metrics) over it, and
-//! [`report`], the status comment each command keeps up to date. Workers
-//! build on these.
+//! [`report`], the status comment each command keeps up to date, and
+//! [`policy`], who may run which command. Workers build on these.
 
 pub mod error;
+pub mod policy;
 pub mod report;
 pub mod server;
 pub mod store;

@@ -29,6 +29,7 @@ fn invalid_commands_exit_3_with_the_reason() {
     assert!(out.stdout.is_empty());
 }
 
+mod policy;
 mod report;
 mod server;
 mod store;
