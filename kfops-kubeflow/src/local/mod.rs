@@ -22,7 +22,7 @@ mod engine;
 mod executor;
 mod python;
 pub mod store;
-mod util;
+pub(crate) mod util;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
