@@ -130,6 +130,17 @@ pub fn ledger_id_of(body: &str) -> Option<i64> {
 
 /// Escape text for inline use: no Markdown, no HTML, no mentions, one line.
 pub fn inline(text: &str) -> String {
+    escape(text, true)
+}
+
+/// Escape text for a single line of raw HTML (where Markdown escapes would show).
+fn html_text(text: &str) -> String {
+    escape(text, false)
+}
+
+/// One line with HTML specials, backticks and `@` as entities; with
+/// `markdown`, table pipes and Markdown punctuation neutralised too.
+fn escape(text: &str, markdown: bool) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -137,10 +148,10 @@ pub fn inline(text: &str) -> String {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
-            '|' => out.push_str("&#124;"),
             '`' => out.push_str("&#96;"),
             '@' => out.push_str("&#64;"),
-            '\\' | '*' | '_' | '[' | ']' | '#' | '~' => {
+            '|' if markdown => out.push_str("&#124;"),
+            '\\' | '*' | '_' | '[' | ']' | '#' | '~' if markdown => {
                 out.push('\\');
                 out.push(c);
             }
@@ -151,24 +162,6 @@ pub fn inline(text: &str) -> String {
         }
     }
     out
-}
-
-/// Escape text for a single line of raw HTML (where Markdown escapes would show).
-fn html_text(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '&' => "&amp;".to_owned(),
-            '<' => "&lt;".to_owned(),
-            '>' => "&gt;".to_owned(),
-            '"' => "&quot;".to_owned(),
-            '@' => "&#64;".to_owned(),
-            '`' => "&#96;".to_owned(),
-            '\r' => String::new(),
-            '\n' => " ".to_owned(),
-            c if c.is_control() => "\u{FFFD}".to_owned(),
-            c => c.to_string(),
-        })
-        .collect()
 }
 
 /// An `http(s)` URL made safe as a Markdown link target (characters that could
