@@ -120,7 +120,7 @@ fn ensure_venv(root: &Path) -> Result<PathBuf, String> {
 /// `.npm-ref/` on first use. Returns the `node_modules` directory.
 fn ensure_npm_refs(root: &Path) -> Result<PathBuf, String> {
     // Real webhook payloads recorded by GitHub, published by Octokit.
-    const PACKAGES: &[(&str, &str)] = &[("@octokit/webhooks-examples", "7.6.1")];
+    const PACKAGES: &[(&str, &str)] = &[("@octokit/webhooks-examples", "7.6.1"), ("@octokit/openapi", "23.0.2")];
     let prefix = root.join(".npm-ref");
     let modules = prefix.join("node_modules");
     let installed = |name: &str, version: &str| {
