@@ -6,11 +6,15 @@
 //! [`report`], the status comment each command keeps up to date, and
 //! [`policy`], who may run which command. Workers build on these.
 
+pub mod app;
+pub mod config;
 pub mod error;
+pub mod images;
 pub mod policy;
 pub mod report;
 pub mod server;
 pub mod store;
+pub mod worker;
 
-pub use error::{BotError, StoreError};
+pub use error::{BotError, ConfigError, StoreError};
 pub use store::{Accepted, CommandRecord, CommandState, Stage, StepRecord, Store};

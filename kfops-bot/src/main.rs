@@ -1,14 +1,17 @@
 //! `kfops-bot`: the kfops ChatOps service.
 //!
-//! The webhook server (`serve`) lands with the bot issue. Today the binary
-//! exposes the command grammar the server will use, so policies and comment
-//! templates can be checked from a shell: `kfops-bot parse-command "/deploy --force"`.
+//! A thin binary over the `kfops_bot` library: `serve --config FILE` runs the
+//! service, `check-config --config FILE` validates a configuration (secrets
+//! included) without starting anything, and `parse-command` shows how a
+//! comment is understood: `kfops-bot parse-command "/deploy --force"`.
 
 use std::io::{Read, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use kfops_bot::config::BotConfig;
 use kfops_bot::error::{BotError, EXIT_OK};
 
 /// kfops-bot — run kfops from pull-request comments.
@@ -21,6 +24,18 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Commands {
+    /// Run the service: webhooks in, commands out (SIGTERM or Ctrl-C stops it gracefully).
+    Serve {
+        /// The bot configuration file (YAML; see the README for every key)
+        #[arg(long, short = 'c', env = "KFOPS_BOT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Check a configuration file and read its secrets, then exit (0 when usable).
+    CheckConfig {
+        /// The bot configuration file
+        #[arg(long, short = 'c', env = "KFOPS_BOT_CONFIG")]
+        config: PathBuf,
+    },
     /// Parse a PR comment the way the bot does and print the command as JSON
     /// (`{"command": null}` when the comment holds none). Exit 3 when the command is invalid.
     ParseCommand {
@@ -42,6 +57,35 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), BotError> {
     match cli.command {
+        Commands::Serve { config } => {
+            let config = BotConfig::load(&config)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|source| BotError::Io { what: "starting the runtime".into(), source })?;
+            runtime.block_on(async {
+                let scm = kfops_bot::app::github_provider(&config)?;
+                kfops_bot::app::run(config, scm, kfops_bot::app::shutdown_signal(), |_| {}).await
+            })
+        }
+        Commands::CheckConfig { config } => {
+            let path = config;
+            let config = BotConfig::load(&path)?;
+            config.webhook_secrets()?;
+            kfops_bot::app::kubeflow_config(&config)?;
+            kfops_bot::app::github_provider(&config)?;
+            let _ = writeln!(
+                std::io::stdout().lock(),
+                "{}: ok ({} repositories, {} webhook secret(s), GitHub {} as {}, Kubeflow {})",
+                path.display(),
+                config.repositories.len(),
+                config.github.webhook_secrets.len(),
+                config.github.api_url,
+                config.bot_login(),
+                config.kubeflow.url
+            );
+            Ok(())
+        }
         Commands::ParseCommand { comment } => {
             let body = match comment {
                 Some(c) => c,

@@ -120,6 +120,8 @@ pub struct StatusReport {
     pub metrics: Vec<(String, String)>,
     /// Errors and warnings.
     pub problems: Vec<Problem>,
+    /// A one-line live progress note while the command runs (e.g. tasks done); hidden once finished.
+    pub progress: Option<String>,
 }
 
 /// The ledger id in a comment written by [`render`], if any.
@@ -225,6 +227,9 @@ fn render_with(report: &StatusReport, details: &[String]) -> String {
         })
         .collect();
     let _ = writeln!(out, "{}\n", stages.join(" → "));
+    if let Some(progress) = report.progress.as_deref().filter(|_| report.outcome.is_none()) {
+        let _ = writeln!(out, "_{}_\n", inline(progress));
+    }
     if let Some(url) = report.run_url.as_deref().and_then(link_target) {
         let _ = writeln!(out, "Run: [open in Kubeflow]({url})\n");
     }

@@ -54,6 +54,8 @@ pub struct Metrics {
     buckets: [AtomicU64; BUCKETS.len()],
     duration_count: AtomicU64,
     duration_sum_us: AtomicU64,
+    /// `(kind, outcome)` → (count, total seconds).
+    commands: std::sync::Mutex<std::collections::BTreeMap<(String, String), (u64, f64)>>,
 }
 
 impl Metrics {
@@ -70,6 +72,21 @@ impl Metrics {
         }
         self.duration_count.fetch_add(1, Ordering::Relaxed);
         self.duration_sum_us.fetch_add(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Count a finished command of `kind` (`build`, `run`, …) with `outcome`
+    /// (`succeeded`, `failed`, `denied`) that took `took` in this process.
+    pub fn command_finished(&self, kind: &str, outcome: &str, took: std::time::Duration) {
+        let mut map = self.commands.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = map.entry((kind.to_owned(), outcome.to_owned())).or_insert((0, 0.0));
+        entry.0 += 1;
+        entry.1 += took.as_secs_f64();
+    }
+
+    /// How many commands of `kind` ended with `outcome`.
+    pub fn commands(&self, kind: &str, outcome: &str) -> u64 {
+        let map = self.commands.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(&(kind.to_owned(), outcome.to_owned())).map_or(0, |e| e.0)
     }
 
     /// How many webhooks ended with `result` (one of the `result` labels).
@@ -103,6 +120,28 @@ impl Metrics {
         let sum = self.duration_sum_us.load(Ordering::Relaxed) as f64 / 1e6;
         let _ = writeln!(out, "kfops_bot_webhook_response_seconds_sum {sum}");
         let _ = writeln!(out, "kfops_bot_webhook_response_seconds_count {count}");
+        let commands = self.commands.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        out.push_str(
+            "# HELP kfops_bot_commands_total Commands finished, by kind and outcome.\n\
+             # TYPE kfops_bot_commands_total counter\n",
+        );
+        for ((kind, outcome), (n, _)) in &commands {
+            let _ = writeln!(out, "kfops_bot_commands_total{{kind=\"{kind}\",outcome=\"{outcome}\"}} {n}");
+        }
+        out.push_str(
+            "# HELP kfops_bot_command_duration_seconds Time spent on commands, by kind and outcome.\n\
+             # TYPE kfops_bot_command_duration_seconds summary\n",
+        );
+        for ((kind, outcome), (n, secs)) in &commands {
+            let _ = writeln!(
+                out,
+                "kfops_bot_command_duration_seconds_sum{{kind=\"{kind}\",outcome=\"{outcome}\"}} {secs}"
+            );
+            let _ = writeln!(
+                out,
+                "kfops_bot_command_duration_seconds_count{{kind=\"{kind}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
         if let Some(depth) = queue_depth {
             out.push_str(
                 "# HELP kfops_bot_queue_depth Commands queued or in progress.\n# TYPE kfops_bot_queue_depth gauge\n",

@@ -19,6 +19,7 @@ fn report() -> StatusReport {
         outcome: None,
         metrics: vec![],
         problems: vec![],
+        progress: None,
     }
 }
 

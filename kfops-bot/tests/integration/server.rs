@@ -5,8 +5,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use kfops_bot::Store;
@@ -56,31 +54,6 @@ async fn start(name: &str) -> Bot {
     Bot { addr, store, work, stop, server, dir }
 }
 
-/// One HTTP/1.1 request; returns (status, body).
-async fn request(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, String)],
-    body: &[u8],
-) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let mut head =
-        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await.expect("write head");
-    stream.write_all(body).await.expect("write body");
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.expect("read");
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, body)
-}
-
 async fn deliver(bot: &Bot, delivery: &str, event: &str, body: &[u8], secret: Option<&str>) -> (u16, String) {
     let mut headers = vec![
         ("X-GitHub-Event", event.to_owned()),
@@ -90,7 +63,7 @@ async fn deliver(bot: &Bot, delivery: &str, event: &str, body: &[u8], secret: Op
     if let Some(secret) = secret {
         headers.push(("X-Hub-Signature-256", SignatureVerifier::new([secret]).sign(body).expect("sign")));
     }
-    request(bot.addr, "POST", "/webhooks/github", &headers, body).await
+    super::request(bot.addr, "POST", "/webhooks/github", &headers, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,7 +120,7 @@ async fn unsigned_forged_oversized_and_uninteresting_deliveries_store_nothing() 
         assert!(!bot.store.seen(id).expect("seen"), "{id}");
     }
 
-    let (status, metrics) = request(bot.addr, "GET", "/metrics", &[], b"").await;
+    let (status, metrics) = super::request(bot.addr, "GET", "/metrics", &[], b"").await;
     assert_eq!(status, 200);
     for line in [
         "kfops_bot_webhooks_total{result=\"unauthorized\"} 2",
@@ -165,9 +138,9 @@ async fn unsigned_forged_oversized_and_uninteresting_deliveries_store_nothing() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_readiness_answer_and_shutdown_is_graceful() {
     let bot = start("health").await;
-    assert_eq!(request(bot.addr, "GET", "/healthz", &[], b"").await, (200, "ok\n".to_owned()));
-    assert_eq!(request(bot.addr, "GET", "/readyz", &[], b"").await, (200, "ready\n".to_owned()));
-    assert_eq!(request(bot.addr, "GET", "/nope", &[], b"").await.0, 404);
+    assert_eq!(super::request(bot.addr, "GET", "/healthz", &[], b"").await, (200, "ok\n".to_owned()));
+    assert_eq!(super::request(bot.addr, "GET", "/readyz", &[], b"").await, (200, "ready\n".to_owned()));
+    assert_eq!(super::request(bot.addr, "GET", "/nope", &[], b"").await.0, 404);
     let addr = bot.addr;
     shutdown(bot).await;
     assert!(TcpStream::connect(addr).await.is_err(), "the listener is closed after shutdown");

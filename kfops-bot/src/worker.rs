@@ -1,0 +1,739 @@
+//! Workers: take commands from the ledger and carry them out.
+//!
+//! The [`Dispatcher`] reads unfinished commands from the [`Store`] (woken by
+//! the webhook handler, and on a timer), runs at most `concurrency` at once,
+//! and never two of the same pull request at the same time (they run in the
+//! order they arrived). A command goes:
+//!
+//! 1. **authorize**: the PR (open, fork, draft) and the commenter's
+//!    permission from the SCM, judged by the bot's [`Policy`]; a denial is
+//!    answered in the PR and recorded;
+//! 2. **pin**: 👀 on the command comment, the PR head sha recorded;
+//! 3. **report**: one status comment, edited in place from then on;
+//! 4. **build** (every command): the pinned sha checked out into a fresh
+//!    workdir, the repository's `kfops.yaml` loaded (without the bot's
+//!    environment), the pipeline compiled in a scrubbed child process,
+//!    linted, its arguments checked, images built and pinned, the version
+//!    published (idempotent per commit and pipeline, so `/run` without a
+//!    prior `/build` simply builds first, and says so);
+//! 5. **run** (`/run`, `/build_run`): the run started and its id recorded,
+//!    then watched until it ends; the final state, duration and failed tasks
+//!    go into the status comment.
+//!
+//! Every step is appended to the ledger. After a restart, a command with a
+//! recorded run is watched again (its final comment is an edit of the same
+//! status comment, so it arrives once); one without is redone from the
+//! checkout (publishing is idempotent). A command that fails for a
+//! transient reason (GitHub or Kubeflow unreachable) stays unfinished and is
+//! retried with a growing delay.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use tokio::sync::{Notify, Semaphore};
+
+use kfops_core::command::{Command, CommandKind};
+use kfops_core::image::{BuiltImage, ImageSpec};
+use kfops_core::pipeline::{
+    CompiledPipeline, PipelineSource, PipelineVersion, RunId, RunInfo, RunRequest, SourceInfo, VersionName,
+};
+use kfops_core::scm::{CommentId, CommentRef, PullRequest, Reaction, Sha};
+use kfops_core::{ErrorKind, PipelineBackend, Progress, ScmProvider};
+use kfops_kubeflow::compile::Compiler;
+use kfops_kubeflow::ir::format_parameter_value;
+
+use crate::policy::{Decision, Policy};
+use crate::report::{Outcome, Problem, ReportStage, StatusReport, inline, render};
+use crate::server::Metrics;
+use crate::store::{CommandRecord, CommandState, Stage, Store};
+
+/// GitHub's comment limit, used when the provider names none.
+const DEFAULT_MAX_COMMENT: usize = 65_536;
+
+/// Builds the images of one checkout.
+#[async_trait]
+pub trait ImageBuilds: Send + Sync {
+    /// Whether images may be pushed to `registry` (the bot's allowlist).
+    fn allows_registry(&self, registry: &str) -> bool;
+
+    /// Build (or find) `images` from the checkout at `root`.
+    async fn build(
+        &self,
+        root: &Path,
+        build_args: &BTreeMap<String, String>,
+        images: &[ImageSpec],
+        progress: &dyn Progress,
+    ) -> Result<Vec<BuiltImage>, kfops_core::Error>;
+}
+
+/// Everything a worker needs, shared by all of them.
+pub struct Services {
+    /// The SCM (GitHub).
+    pub scm: Arc<dyn ScmProvider>,
+    /// Where pipelines are published and run.
+    pub backend: Arc<dyn PipelineBackend>,
+    /// The image builder, if the bot has one configured.
+    pub images: Option<Arc<dyn ImageBuilds>>,
+    /// The pipeline compiler (scrubbed environment).
+    pub compiler: Compiler,
+    /// The inbox and ledger.
+    pub store: Arc<Store>,
+    /// Who may do what.
+    pub policy: Policy,
+    /// Parent of the per-command checkouts.
+    pub workdir_root: PathBuf,
+    /// Namespace runs go to, as configured for the bot (shown in messages only).
+    pub poll_interval: Duration,
+    /// Counters exported at `/metrics`.
+    pub metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services")
+            .field("scm", &self.scm.kind())
+            .field("backend", &self.backend.name())
+            .field("workdir_root", &self.workdir_root)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs commands from the ledger with bounded concurrency, one at a time per PR.
+pub struct Dispatcher {
+    services: Arc<Services>,
+    slots: Arc<Semaphore>,
+    work: Arc<Notify>,
+    state: Mutex<DispatchState>,
+}
+
+#[derive(Default)]
+struct DispatchState {
+    running: HashSet<i64>,
+    /// Commands that failed transiently: attempt count and when to try again.
+    backoff: HashMap<i64, (u32, Instant)>,
+    rejections_running: bool,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher").field("services", &self.services).finish_non_exhaustive()
+    }
+}
+
+/// How a command attempt ended.
+enum Attempt {
+    /// Finished (succeeded, failed or denied); recorded in the ledger.
+    Done,
+    /// Could not finish for a reason that may pass (an SCM or backend outage); retry later.
+    Retry,
+}
+
+impl Dispatcher {
+    /// A dispatcher running at most `concurrency` commands at once, woken by `work`.
+    pub fn new(services: Services, concurrency: usize, work: Arc<Notify>) -> Arc<Dispatcher> {
+        Arc::new(Dispatcher {
+            services: Arc::new(services),
+            slots: Arc::new(Semaphore::new(concurrency.max(1))),
+            work,
+            state: Mutex::new(DispatchState::default()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, DispatchState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Dispatch until `shutdown` resolves. Commands in flight at shutdown stay
+    /// unfinished in the ledger and are resumed by the next start.
+    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            self.dispatch_once().await;
+            tokio::select! {
+                () = self.work.notified() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = &mut shutdown => break,
+            }
+        }
+    }
+
+    /// Start whatever can start now.
+    pub async fn dispatch_once(self: &Arc<Self>) {
+        let store = Arc::clone(&self.services.store);
+        let listed = tokio::task::spawn_blocking(move || (store.unfinished(), store.unreported_rejections())).await;
+        let Ok((Ok(unfinished), rejections)) = listed else {
+            return;
+        };
+        if let Ok(rejections) = rejections
+            && !rejections.is_empty()
+        {
+            let start = {
+                let mut st = self.lock();
+                !std::mem::replace(&mut st.rejections_running, true)
+            };
+            if start {
+                let me = Arc::clone(self);
+                tokio::spawn(async move {
+                    me.report_rejections(rejections).await;
+                    me.lock().rejections_running = false;
+                });
+            }
+        }
+        // Ordered by id: the first unfinished command of a PR is the only one
+        // of that PR that may run; later ones wait for it.
+        let mut seen_prs = HashSet::new();
+        for record in unfinished {
+            let key = (record.event.pr.repo.to_string(), record.event.pr.number);
+            if !seen_prs.insert(key) {
+                continue;
+            }
+            let permit = {
+                let mut st = self.lock();
+                if st.running.contains(&record.id)
+                    || st.backoff.get(&record.id).is_some_and(|(_, at)| *at > Instant::now())
+                {
+                    continue;
+                }
+                let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() else { break };
+                st.running.insert(record.id);
+                permit
+            };
+            let me = Arc::clone(self);
+            tokio::spawn(async move {
+                let id = record.id;
+                let attempt = me.services.process(record).await;
+                {
+                    let mut st = me.lock();
+                    st.running.remove(&id);
+                    match attempt {
+                        Attempt::Done => {
+                            st.backoff.remove(&id);
+                        }
+                        Attempt::Retry => {
+                            let tries = st.backoff.get(&id).map_or(0, |(n, _)| *n) + 1;
+                            let delay = Duration::from_secs(2u64.saturating_pow(tries.min(8)));
+                            st.backoff.insert(id, (tries, Instant::now() + delay));
+                        }
+                    }
+                }
+                drop(permit);
+                me.work.notify_one();
+            });
+        }
+    }
+
+    async fn report_rejections(&self, rejections: Vec<(i64, CommentRef, String, String)>) {
+        let s = &self.services;
+        for (id, comment, author, error) in rejections {
+            let body = format!(
+                "<!-- kfops:rejection={id} -->\n😕 {}, I could not understand that command: {}\n\n\
+                 Commands: `/build`, `/run`, `/build_run`, `/deploy`, `/staging_deploy`.",
+                inline(&author),
+                inline(&error)
+            );
+            let posted = s.scm.post_comment(&comment.pr, &body).await;
+            if posted.is_err() {
+                // Try again on a later pass; nothing is marked.
+                return;
+            }
+            let _ = s.scm.react(&comment, Reaction::Confused).await;
+            let store = Arc::clone(&s.store);
+            let _ = tokio::task::spawn_blocking(move || store.mark_rejection_reported(id)).await;
+        }
+    }
+}
+
+/// Collects the facts of one command for its status comment.
+struct Job<'a> {
+    s: &'a Services,
+    id: i64,
+    pr: kfops_core::scm::PrRef,
+    report: StatusReport,
+    comment: Option<CommentId>,
+    started: Instant,
+    created_ms: i64,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A failure with what to show in the PR.
+struct Failure {
+    summary: String,
+    detail: String,
+    transient: bool,
+}
+
+impl Failure {
+    fn new(summary: impl Into<String>, detail: impl Into<String>) -> Self {
+        Failure { summary: summary.into(), detail: detail.into(), transient: false }
+    }
+
+    fn from_error(summary: &str, e: &kfops_core::Error) -> Self {
+        Failure {
+            summary: summary.to_owned(),
+            detail: e.to_string(),
+            transient: matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Timeout),
+        }
+    }
+}
+
+/// Removes a workdir when dropped.
+struct Workdir(PathBuf);
+
+impl Drop for Workdir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Services {
+    async fn ledger<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, crate::StoreError> + Send + 'static,
+    ) -> Result<T, Failure> {
+        let store = Arc::clone(&self.store);
+        match tokio::task::spawn_blocking(move || f(&store)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(Failure { summary: "the bot's ledger failed".into(), detail: e.to_string(), transient: true }),
+            Err(e) => Err(Failure { summary: "the bot's ledger failed".into(), detail: e.to_string(), transient: true }),
+        }
+    }
+
+    async fn record(&self, id: i64, stage: Stage, state: CommandState, detail: String) -> Result<(), Failure> {
+        self.ledger(move |s| s.record(id, stage, state, &detail)).await
+    }
+
+    async fn process(&self, record: CommandRecord) -> Attempt {
+        let kind = record.event.command.kind();
+        let (id, pr) = (record.id, record.event.pr.clone());
+        let started = Instant::now();
+        crate::app::log(&format!("command {id} ({pr}, {}) started", record.event.command));
+        match self.drive(record).await {
+            Ok(outcome) => {
+                self.metrics.command_finished(kind.name(), outcome, started.elapsed());
+                crate::app::log(&format!("command {id} ({pr}) {outcome} in {:.1?}", started.elapsed()));
+                Attempt::Done
+            }
+            Err(f) => {
+                crate::app::log(&format!("command {id} ({pr}) will be retried: {}: {}", f.summary, f.detail));
+                Attempt::Retry
+            }
+        }
+    }
+
+    /// Carry a command as far as it goes. `Ok` with the outcome label once it is final in the ledger.
+    async fn drive(&self, record: CommandRecord) -> Result<&'static str, Failure> {
+        let id = record.id;
+        let event = record.event.clone();
+        let comment_ref = CommentRef { pr: event.pr.clone(), id: event.comment.clone() };
+        let created_ms = self.ledger(move |s| s.steps(id)).await?.first().map_or_else(now_ms, |s| s.at_ms);
+        let pr = self.scm.pull_request(&event.pr).await.map_err(|e| Failure::from_error("reading the PR", &e))?;
+
+        // 1–2. Authorize and pin, once.
+        let sha = match (&record.state, &record.sha) {
+            (CommandState::InProgress, Some(sha)) => sha.clone(),
+            _ => {
+                let permission = self
+                    .scm
+                    .permission(&event.pr.repo, &event.author)
+                    .await
+                    .map_err(|e| Failure::from_error("reading the commenter's permission", &e))?;
+                if let Decision::Deny(why) = self.policy.decide(kind_of(&event.command), &event.author, permission, &pr)
+                {
+                    let body = format!("<!-- kfops:command={id} -->\n🚫 {why}");
+                    self.scm
+                        .post_comment(&event.pr, &body)
+                        .await
+                        .map_err(|e| Failure::from_error("answering the PR", &e))?;
+                    let _ = self.scm.react(&comment_ref, Reaction::MinusOne).await;
+                    self.record(id, Stage::Finished, CommandState::Denied, why).await?;
+                    return Ok("denied");
+                }
+                self.scm.react(&comment_ref, Reaction::Eyes).await.map_err(|e| Failure::from_error("reacting", &e))?;
+                let sha = pr.head_sha.0.clone();
+                let pinned = sha.clone();
+                self.ledger(move |s| s.set_sha(id, &pinned)).await?;
+                self.record(id, Stage::Pinned, CommandState::InProgress, format!("{} by {permission:?}", sha)).await?;
+                sha
+            }
+        };
+
+        let mut job = Job {
+            s: self,
+            id,
+            pr: event.pr.clone(),
+            report: StatusReport {
+                ledger_id: id,
+                command: event.command.clone(),
+                author: event.author.clone(),
+                sha: Some(sha.clone()),
+                stage: ReportStage::Queued,
+                run_url: None,
+                parameters: Vec::new(),
+                outcome: None,
+                metrics: Vec::new(),
+                problems: Vec::new(),
+                progress: None,
+            },
+            comment: record.status_comment.clone().map(CommentId),
+            started: Instant::now(),
+            created_ms,
+        };
+        job.show().await?;
+
+        let result = job.work(&record, &pr, &sha).await;
+        match result {
+            Ok(succeeded) => job.finish(succeeded).await,
+            Err(f) if f.transient => {
+                let detail = format!("{}: {}", f.summary, f.detail);
+                self.record(id, Stage::Queued, CommandState::InProgress, format!("will retry: {detail}")).await?;
+                Err(f)
+            }
+            Err(f) => {
+                job.report.problems.push(Problem { error: true, summary: f.summary.clone(), detail: f.detail.clone() });
+                job.finish(false).await
+            }
+        }
+    }
+}
+
+fn kind_of(command: &Command) -> CommandKind {
+    command.kind()
+}
+
+impl Job<'_> {
+    /// Post or edit the status comment.
+    async fn show(&mut self) -> Result<(), Failure> {
+        let max = self.s.scm.max_comment_chars().unwrap_or(DEFAULT_MAX_COMMENT);
+        let body = render(&self.report, max);
+        let pr = self.report_pr();
+        match &self.comment {
+            Some(cid) => self
+                .s
+                .scm
+                .edit_comment(&pr, cid, &body)
+                .await
+                .map_err(|e| Failure::from_error("updating the status comment", &e)),
+            None => {
+                let cid =
+                    self.s.scm.post_comment(&pr, &body).await.map_err(|e| Failure::from_error("commenting", &e))?;
+                let (id, saved) = (self.id, cid.0.clone());
+                self.s.ledger(move |s| s.set_status_comment(id, &saved)).await?;
+                self.comment = Some(cid);
+                Ok(())
+            }
+        }
+    }
+
+    fn report_pr(&self) -> kfops_core::scm::PrRef {
+        self.pr.clone()
+    }
+
+    async fn stage(&mut self, stage: ReportStage, ledger: Stage, detail: String) -> Result<(), Failure> {
+        self.s.record(self.id, ledger, CommandState::InProgress, detail).await?;
+        self.report.stage = stage;
+        self.show().await
+    }
+
+    /// The command's work after pinning. `Ok(true)` when it succeeded.
+    async fn work(&mut self, record: &CommandRecord, pr: &PullRequest, sha: &str) -> Result<bool, Failure> {
+        let command = record.event.command.clone();
+        let wants_run = match command {
+            Command::Build => false,
+            Command::Run | Command::BuildRun => true,
+            Command::Deploy { .. } | Command::StagingDeploy { .. } => {
+                return Err(Failure::new(
+                    format!("`{command}` is not available on this bot"),
+                    "This kfops-bot has no deployment target configured, so it cannot deploy models. \
+                     Ask the bot's operators to configure one, or deploy with your usual tooling.",
+                ));
+            }
+        };
+        if let Some(run_id) = &record.run_id {
+            // Resumed after a restart: the run exists; follow it to its end.
+            self.report.stage = ReportStage::Running;
+            return self.watch(RunId(run_id.clone())).await;
+        }
+        let built = self.build(pr, sha).await?;
+        if matches!(command, Command::Run) && built.version.created {
+            self.report.problems.push(Problem {
+                error: false,
+                summary: "no `/build` of this commit yet: built it first".into(),
+                detail: format!("published pipeline version `{}`", built.version.name),
+            });
+        }
+        if !wants_run {
+            return Ok(true);
+        }
+        self.stage(ReportStage::Running, Stage::Running, "starting the run".into()).await?;
+        let request = RunRequest {
+            display_name: format!(
+                "{} PR #{} {} (kfops #{})",
+                built.pipeline_name,
+                self.pr.number,
+                sha.get(..12).unwrap_or(sha),
+                self.id
+            ),
+            pipeline: PipelineSource::Version {
+                pipeline_id: built.version.pipeline_id.clone(),
+                version_id: built.version.version_id.clone(),
+            },
+            experiment: built.experiment,
+            parameters: built.args,
+            service_account: None,
+        };
+        let handle =
+            self.s.backend.start_run(request).await.map_err(|e| Failure::from_error("starting the run", &e))?;
+        let (id, run) = (self.id, handle.id.0.clone());
+        self.s.ledger(move |s| s.set_run_id(id, &run)).await?;
+        self.s.record(self.id, Stage::Running, CommandState::InProgress, format!("run {}", handle.id)).await?;
+        self.report.run_url.clone_from(&handle.web_url);
+        self.show().await?;
+        self.watch(handle.id).await
+    }
+
+    /// Check out, load the configuration, compile, check, build images, publish.
+    async fn build(&mut self, pr: &PullRequest, sha: &str) -> Result<Built, Failure> {
+        self.stage(ReportStage::Compiling, Stage::Compiling, "checking out and compiling".into()).await?;
+        let dir = self.s.workdir_root.join(format!("command-{}", self.id));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| Failure {
+            summary: "creating the workdir".into(),
+            detail: format!("{}: {e}", dir.display()),
+            transient: true,
+        })?;
+        let workdir = Workdir(dir);
+        let mut pinned = pr.clone();
+        pinned.head_sha = Sha(sha.to_owned());
+        self.s
+            .scm
+            .checkout(&pinned, &workdir.0)
+            .await
+            .map_err(|e| Failure::from_error(&format!("checking out {}", sha.get(..12).unwrap_or(sha)), &e))?;
+
+        // The repository's configuration, without the bot's environment or flags.
+        let loaded = kfops_config::ConfigLoader::new(&workdir.0)
+            .load()
+            .map_err(|e| Failure::new("the repository's kfops configuration is invalid", e.to_string()))?;
+        for w in &loaded.warnings {
+            self.report.problems.push(Problem { error: false, summary: "configuration warning".into(), detail: w.to_string() });
+        }
+        let pipeline = &loaded.config.pipeline;
+        let source = workdir.0.join(&pipeline.pipeline_path);
+        let mut compiled = self
+            .s
+            .compiler
+            .compile(&source, pipeline.pipeline_function_name.as_deref(), &workdir.0)
+            .await
+            .map_err(|e| Failure::new("the pipeline does not compile", e.to_string()))?;
+        let lint: Vec<String> = compiled
+            .job
+            .lint()
+            .into_iter()
+            .filter(|d| d.severity == kfops_kubeflow::ir::Severity::Error)
+            .map(|d| format!("{}: {}", d.path, d.message))
+            .collect();
+        if !lint.is_empty() {
+            return Err(Failure::new("the compiled pipeline has errors", lint.join("\n")));
+        }
+        let args = compiled.job.spec.check_arguments(&pipeline.pipeline_args).map_err(|problems| {
+            let lines: Vec<String> = problems
+                .iter()
+                .map(|p| format!("{p}\n    --> {}", loaded.origin(&format!("pipeline.pipeline_args.{}", p.name()))))
+                .collect();
+            Failure::new("`pipeline.pipeline_args` do not fit the pipeline", lines.join("\n"))
+        })?;
+        self.report.parameters = args.iter().map(|(k, v)| (k.clone(), format_parameter_value(v))).collect();
+
+        if let Some(ib) = loaded.config.image_builder.as_ref().filter(|ib| !ib.images.is_empty()) {
+            self.stage(ReportStage::BuildingImages, Stage::BuildingImages, format!("{} image(s)", ib.images.len()))
+                .await?;
+            let builds = self.s.images.as_ref().ok_or_else(|| {
+                Failure::new(
+                    "this bot cannot build images",
+                    "The repository declares images under `image_builder.images`, but the bot has no \
+                     `image_builder` configured. Ask the bot's operators to configure one.",
+                )
+            })?;
+            if !builds.allows_registry(&ib.container_registry_uri) {
+                return Err(Failure::new(
+                    "registry not allowed",
+                    format!(
+                        "`image_builder.container_registry_uri` `{}` is not one of the registries this bot pushes to",
+                        ib.container_registry_uri
+                    ),
+                ));
+            }
+            let specs: Vec<ImageSpec> = ib
+                .images
+                .iter()
+                .map(|i| ImageSpec {
+                    name: i.name.clone(),
+                    dockerfile_folder: i.dockerfile_folder_path.clone().into(),
+                    other_folders: i.other_folders_path.iter().map(Into::into).collect(),
+                    registry: ib.container_registry_uri.clone(),
+                    insecure: ib.insecure,
+                })
+                .collect();
+            let built = builds
+                .build(&workdir.0, &ib.build_args, &specs, &kfops_core::progress::NoProgress)
+                .await
+                .map_err(|e| Failure::from_error("building images", &e))?;
+            let pin = kfops_kubeflow::image::pin::pin_images(&mut compiled.job.spec, &built, &ib.container_registry_uri);
+            for w in pin.warnings {
+                self.report.problems.push(Problem { error: false, summary: "image not pinned".into(), detail: w });
+            }
+            compiled.text = compiled.job.to_yaml_string();
+        }
+
+        self.stage(ReportStage::Uploading, Stage::Uploading, "publishing".into()).await?;
+        let repository = format!("{}", self.pr.repo);
+        let info = SourceInfo {
+            repository: Some(repository),
+            branch: Some(pr.head_ref.clone()),
+            pull_request: Some(self.pr.number),
+            commit: Some(sha.to_owned()),
+        };
+        let name = VersionName::for_build(&info, false, &compiled.text);
+        let version = self
+            .s
+            .backend
+            .publish(
+                &CompiledPipeline {
+                    name: pipeline.name.clone(),
+                    description: pipeline.description.clone(),
+                    spec_yaml: compiled.text.clone(),
+                },
+                &name,
+                &info,
+            )
+            .await
+            .map_err(|e| Failure::from_error("publishing the pipeline", &e))?;
+        let (id, saved) = (self.id, format!("{}/{}", version.pipeline_id, version.version_id));
+        self.s.ledger(move |s| s.set_pipeline_version(id, &saved)).await?;
+        self.s
+            .record(
+                self.id,
+                Stage::Uploading,
+                CommandState::InProgress,
+                format!("version {} ({})", version.name, if version.created { "published" } else { "reused" }),
+            )
+            .await?;
+        if self.report.run_url.is_none() {
+            self.report.run_url.clone_from(&version.web_url);
+        }
+        Ok(Built {
+            version,
+            args,
+            experiment: pipeline.experiment_name.clone(),
+            pipeline_name: pipeline.name.clone(),
+        })
+    }
+
+    /// Follow a run to its end, keeping the status comment current.
+    async fn watch(&mut self, run: RunId) -> Result<bool, Failure> {
+        let mut last_shown = String::new();
+        let mut failures = 0u32;
+        loop {
+            let info = match self.s.backend.run(&run).await {
+                Ok(info) => info,
+                Err(e) if matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Timeout) && failures < 30 => {
+                    failures += 1;
+                    tokio::time::sleep(self.s.poll_interval * failures.min(6)).await;
+                    continue;
+                }
+                Err(e) => return Err(Failure::from_error(&format!("following run {run}"), &e)),
+            };
+            failures = 0;
+            if self.report.run_url.is_none() || self.report.parameters.is_empty() {
+                self.report.run_url.clone_from(&info.web_url);
+                if self.report.parameters.is_empty() {
+                    self.report.parameters =
+                        info.parameters.iter().map(|(k, v)| (k.clone(), format_parameter_value(v))).collect();
+                }
+            }
+            if info.state.is_terminal() {
+                return Ok(self.conclude(&info));
+            }
+            let summary = progress_line(&info);
+            if summary != last_shown {
+                self.report.stage = ReportStage::Running;
+                self.report.progress = Some(summary.clone());
+                self.show().await?;
+                last_shown = summary;
+            }
+            tokio::time::sleep(self.s.poll_interval).await;
+        }
+    }
+
+    /// Fold a finished run into the report.
+    fn conclude(&mut self, info: &RunInfo) -> bool {
+        for t in info.tasks.iter().filter(|t| t.state == kfops_core::pipeline::RunState::Failed) {
+            self.report.problems.push(Problem {
+                error: true,
+                summary: format!("task `{}` failed", t.name),
+                detail: t.error.clone().unwrap_or_else(|| "no error message from Kubeflow".into()),
+            });
+        }
+        if !info.state.is_success()
+            && let Some(e) = &info.error
+        {
+            self.report.problems.push(Problem { error: true, summary: format!("run {}", info.state), detail: e.clone() });
+        }
+        self.report.metrics = info.outputs.iter().map(|(k, v)| (k.clone(), format_parameter_value(v))).collect();
+        self.report.outcome = Some(Outcome {
+            succeeded: info.state.is_success(),
+            state: info.state.to_string(),
+            duration: Duration::ZERO,
+        });
+        info.state.is_success()
+    }
+
+    /// Record the final state and show it.
+    async fn finish(&mut self, succeeded: bool) -> Result<&'static str, Failure> {
+        let elapsed_ms = u64::try_from((now_ms() - self.created_ms).max(0)).unwrap_or(0);
+        let duration = Duration::from_millis(elapsed_ms).max(self.started.elapsed());
+        let state = self.report.outcome.as_ref().map_or_else(
+            || if succeeded { "SUCCEEDED".to_owned() } else { "FAILED".to_owned() },
+            |o| o.state.clone(),
+        );
+        self.report.outcome = Some(Outcome { succeeded, state: state.clone(), duration });
+        self.report.stage = ReportStage::Finished;
+        // Show first, then record: if the bot dies in between, the resumed
+        // command edits the same comment again rather than losing it.
+        self.show().await?;
+        let final_state = if succeeded { CommandState::Succeeded } else { CommandState::Failed };
+        self.s.record(self.id, Stage::Finished, final_state, state).await?;
+        Ok(if succeeded { "succeeded" } else { "failed" })
+    }
+}
+
+/// What the build step produced.
+struct Built {
+    version: PipelineVersion,
+    args: BTreeMap<String, serde_json::Value>,
+    experiment: String,
+    pipeline_name: String,
+}
+
+/// `3/5 tasks done, running: train` style summary.
+fn progress_line(info: &RunInfo) -> String {
+    let done = info.tasks.iter().filter(|t| t.state.is_terminal()).count();
+    let running: Vec<&str> = info
+        .tasks
+        .iter()
+        .filter(|t| t.state == kfops_core::pipeline::RunState::Running)
+        .map(|t| t.name.as_str())
+        .collect();
+    let mut line = format!("run {}: {done}/{} tasks done", info.state, info.tasks.len());
+    if !running.is_empty() {
+        line.push_str(", running: ");
+        line.push_str(&running.join(", "));
+    }
+    line
+}
