@@ -3,10 +3,19 @@
 //! [`webhook`] turns a signed delivery into a [`kfops_core::WebhookOutcome`]:
 //! signature first, then the narrow set of fields the bot acts on. [`retry`]
 //! holds the rules for retries, rate limits and pacing.
+//!
+//! Behind the `testing` feature: [`examples`] (recorded webhook deliveries),
+//! `openapi` (a checker for GitHub's official OpenAPI description) and
+//! `testserver` (`TestGithub`, a stateful fake of the REST API that checks
+//! every request and its own responses against that description).
 
 #[cfg(feature = "testing")]
 pub mod examples;
+#[cfg(feature = "testing")]
+pub mod openapi;
 pub mod retry;
+#[cfg(feature = "testing")]
+pub mod testserver;
 pub mod webhook;
 
 pub use webhook::{GithubWebhooks, RepoAllowlist};
