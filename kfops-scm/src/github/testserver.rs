@@ -507,6 +507,11 @@ impl TestGithub {
         st.app = Some(App { app_id, key, slug: slug.into(), installation_id, token_ttl });
     }
 
+    /// Revoke every installation token issued so far (the next use answers 401).
+    pub fn revoke_installation_tokens(&self) {
+        self.shared.lock().tokens.retain(|_, t| !t.bot);
+    }
+
     /// Every request answered so far, in order.
     pub fn requests(&self) -> Vec<TestRequest> {
         self.shared.lock().requests.clone()
@@ -1199,7 +1204,7 @@ fn search(st: &mut State, m: &Matched) -> Reply {
                 "id": pr["id"], "node_id": pr["node_id"], "number": k.1, "title": pr["title"], "state": pr["state"],
                 "locked": false, "user": pr["user"], "labels": pr["labels"], "assignee": null, "milestone": null,
                 "comments": 0, "created_at": pr["created_at"], "updated_at": pr["updated_at"], "closed_at": pr["closed_at"],
-                "draft": pr["draft"], "body": null, "score": 1.0, "author_association": "CONTRIBUTOR",
+                "draft": pr["draft"], "score": 1.0, "author_association": "CONTRIBUTOR",
                 "url": api_issue, "html_url": pr["html_url"],
                 "repository_url": pr["base"]["repo"]["url"],
                 "labels_url": format!("{api_issue}/labels{{/name}}"), "comments_url": format!("{api_issue}/comments"),
