@@ -673,19 +673,23 @@ fn verify_jwt(st: &State, token: Option<&str>) -> Result<(), String> {
     let app = st.app.as_ref().ok_or("A JSON web token could not be decoded (no app is registered)")?;
     let token = token.ok_or("A JSON web token could not be decoded (no bearer token)")?;
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
-    validation.set_required_spec_claims(&["exp", "iat", "iss"]);
+    // `iss` may be a number (GitHub accepts both), which jsonwebtoken's own check refuses: checked below.
+    validation.set_required_spec_claims(&["exp"]);
     validation.validate_aud = false;
     let data = jsonwebtoken::decode::<Value>(token, &app.key, &validation)
         .map_err(|e| format!("A JSON web token could not be decoded ({e})"))?;
     let claims = data.claims;
     let iss = match &claims["iss"] {
         Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::Number(n) => n.to_string(),
+        _ => return Err("Missing 'issuer' claim ('iss')".into()),
     };
     if iss != app.app_id.to_string() {
         return Err(format!("'Issuer' claim ('iss') must be the app's id {}, got {iss}", app.app_id));
     }
-    let (iat, exp) = (claims["iat"].as_u64().unwrap_or(0), claims["exp"].as_u64().unwrap_or(0));
+    let (Some(iat), Some(exp)) = (claims["iat"].as_u64(), claims["exp"].as_u64()) else {
+        return Err("Missing 'issued at' claim ('iat')".into());
+    };
     if exp > iat + 600 {
         return Err("'Expiration time' claim ('exp') is too far in the future".into());
     }

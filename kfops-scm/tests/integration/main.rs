@@ -101,5 +101,7 @@ fn tempfile_dir(name: &str) -> std::path::PathBuf {
     dir
 }
 mod github_client;
+mod github_server;
+mod openapi;
 mod retry;
 mod webhook;
