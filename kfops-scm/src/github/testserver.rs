@@ -23,6 +23,10 @@
 //! expiring installation tokens. Faults ([`Fault`]) can be injected per
 //! method and path prefix.
 //!
+//! The API is served at the root ([`TestGithub::url`], like api.github.com)
+//! and under `/api/v3` (like GitHub Enterprise Server); fault prefixes match
+//! the path without `/api/v3`.
+//!
 //! Not modelled: write-permission checks of the acting token, ETags, the
 //! `Link` header, GraphQL, and every operation the provider does not use
 //! (they answer 404 naming the operation).
@@ -570,6 +574,8 @@ fn respond(
         Some(q) => format!("{path}?{q}"),
         None => path.to_owned(),
     };
+    // GitHub Enterprise Server serves the same API under `/api/v3`.
+    let path = path.strip_prefix("/api/v3").filter(|p| p.starts_with('/')).unwrap_or(path);
     let request = HttpRequest { method, path, query, content_type, accept, body };
     let checked = shared.spec.check_request(&request);
     let mut st = shared.lock();

@@ -61,6 +61,21 @@ async fn a_pull_request_is_read() {
     assert!(!p.is_fork && p.is_open && !p.is_draft);
     assert_eq!(p.mergeable, Some(true));
     assert_eq!(p.clone_url, "https://github.example.invalid/acme/churn.git");
+    let provider = provider(&gh);
+    assert_eq!((provider.kind(), provider.max_comment_chars()), ("github", Some(65_536)));
+    assert_clean(&gh);
+}
+
+#[tokio::test]
+async fn a_github_enterprise_api_root_keeps_its_path() {
+    let gh = server().await;
+    gh.add_pr("acme", "churn", TestPr::new(7, SHA));
+    let ghes = GithubProvider::new(config(&format!("{}/api/v3/", gh.url()), GithubAuth::Token(TOKEN.into())))
+        .expect("provider");
+    assert_eq!(ghes.pull_request(&pr(7)).await.expect("pull_request").head_sha.0, SHA);
+    assert!(ghes.post_comment(&pr(7), "hello").await.is_ok());
+    let paths: Vec<String> = gh.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/api/v3/repos/acme/churn/pulls/7", "/api/v3/repos/acme/churn/issues/7/comments"]);
     assert_clean(&gh);
 }
 
