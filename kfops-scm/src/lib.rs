@@ -6,10 +6,14 @@
 //! header) that every provider runs **before** parsing a payload.
 //!
 //! [`github`] holds the GitHub [`kfops_core::WebhookVerifier`] (signature, then
-//! the `issue_comment` filter and the command parser); the GitHub
-//! [`kfops_core::ScmProvider`] (octocrab) arrives with the bot; GitLab and
-//! Gitea/Forgejo follow as further modules. This crate never runs pipelines
-//! or touches Kubernetes.
+//! the `issue_comment` filter and the command parser) and the GitHub
+//! [`kfops_core::ScmProvider`], [`github::GithubProvider`] (octocrab; token or
+//! GitHub App authentication; retries, rate limits and pacing by
+//! [`github::retry`]). With the `testing` feature, `github::testserver::TestGithub`
+//! is a stateful fake of the GitHub REST API that checks every request and
+//! its own answers against GitHub's official OpenAPI description
+//! (`github::openapi`). GitLab and Gitea/Forgejo follow as further modules.
+//! This crate never runs pipelines or touches Kubernetes.
 
 pub mod error;
 pub mod git;

@@ -41,7 +41,7 @@ pub const RESTRICTED: &[(&str, &[&str])] = &[
     ("figment", &["kfops-config"]),
     ("octocrab", &["kfops-scm"]),
     ("kube", &["kfops-deploy", "kfops-kubeflow"]),
-    ("axum", &["kfops-bot", "kfops-kubeflow"]),
+    ("axum", &["kfops-bot", "kfops-kubeflow", "kfops-scm"]),
     ("reqwest", &["kfops-kubeflow", "kfops-deploy", "kfops-scm"]),
     ("clap", &["kfops-cli", "kfops-bot"]),
     ("rusqlite", &["kfops-bot"]),

@@ -100,5 +100,8 @@ fn tempfile_dir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).expect("mkdir");
     dir
 }
+mod github_client;
+mod github_server;
+mod openapi;
 mod retry;
 mod webhook;
