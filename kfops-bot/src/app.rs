@@ -122,9 +122,8 @@ pub async fn run(
     };
     let workers = tokio::spawn(Arc::clone(&dispatcher).run(stopped(stop_rx.clone())));
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(io(format!("listening on {}", config.listen)))?;
+    let listener =
+        tokio::net::TcpListener::bind(config.listen).await.map_err(io(format!("listening on {}", config.listen)))?;
     let addr = listener.local_addr().map_err(io("reading the bound address".into()))?;
     log(&format!("listening on {addr}"));
     on_listening(addr);
@@ -159,4 +158,21 @@ pub async fn shutdown_signal() {
         () = term => {}
     }
     log("shutting down");
+}
+
+/// The GitHub provider from `github:` (secrets read now).
+pub fn github_provider(config: &BotConfig) -> Result<Arc<dyn ScmProvider>, BotError> {
+    use kfops_scm::github::{GithubAuth, GithubConfig, GithubProvider};
+    let a = &config.github.auth;
+    let auth = match (&a.token, a.app_id, &a.private_key) {
+        (Some(token), _, _) => GithubAuth::Token(token.read("github.auth.token")?),
+        (None, Some(app_id), Some(key)) => {
+            GithubAuth::App { app_id, private_key_pem: key.read("github.auth.private_key")? }
+        }
+        _ => return Err(BotError::Setup("`github.auth` names neither a token nor a GitHub App".into())),
+    };
+    let mut github = GithubConfig::new(config.github.api_url.clone(), auth);
+    github.pacing = std::time::Duration::from_millis(config.github.pacing_ms);
+    let provider = GithubProvider::new(github).map_err(|e| BotError::Setup(e.to_string()))?;
+    Ok(Arc::new(provider))
 }

@@ -161,12 +161,16 @@ impl GithubAuthSection {
         let token = self.token.is_some() || self.login.is_some();
         let app = self.app_id.is_some() || self.app_slug.is_some() || self.private_key.is_some();
         match (token, app) {
-            (true, true) => vec!["`github.auth`: give either `token` + `login` or `app_id` + `app_slug` + \
+            (true, true) => vec![
+                "`github.auth`: give either `token` + `login` or `app_id` + `app_slug` + \
                                   `private_key`, not both"
-                .into()],
-            (false, false) => vec!["`github.auth` is empty: give `token` + `login` (a token) or `app_id` + \
+                    .into(),
+            ],
+            (false, false) => vec![
+                "`github.auth` is empty: give `token` + `login` (a token) or `app_id` + \
                                     `app_slug` + `private_key` (a GitHub App)"
-                .into()],
+                    .into(),
+            ],
             (true, false) => ["token", "login"]
                 .iter()
                 .zip([self.token.is_none(), self.login.is_none()])
@@ -316,8 +320,8 @@ impl WorkersSection {
 impl BotConfig {
     /// Read and check `path`.
     pub fn load(path: &Path) -> Result<BotConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Self::parse(&text, path)
     }
 
@@ -334,7 +338,9 @@ impl BotConfig {
     fn check(&self, path: &Path) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
         if self.repositories.is_empty() {
-            problems.push("`repositories` is empty: list the repositories the bot serves (`owner/name` or `owner/*`)".into());
+            problems.push(
+                "`repositories` is empty: list the repositories the bot serves (`owner/name` or `owner/*`)".into(),
+            );
         }
         if let Err(e) = kfops_scm::github::RepoAllowlist::new(&self.repositories) {
             problems.push(format!("`repositories`: {e}"));

@@ -9,7 +9,9 @@ use async_trait::async_trait;
 
 use kfops_core::image::{BuiltImage, ImageSpec};
 use kfops_core::{Error, ErrorKind, ImageBuilder as _, Progress};
-use kfops_kubeflow::image::builder::{ContextImageBuilder, KanikoBackend, KanikoSettings, LocalImageBuilder, find_tool};
+use kfops_kubeflow::image::builder::{
+    ContextImageBuilder, KanikoBackend, KanikoSettings, LocalImageBuilder, find_tool,
+};
 use kfops_kubeflow::image::registry::RegistryClient;
 
 use crate::config::{BuilderKind, ImageBuilderSection};

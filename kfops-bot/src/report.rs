@@ -63,11 +63,13 @@ impl ReportStage {
         }
     }
 
-    /// Whether `command` goes through this stage (`/run` neither compiles nor builds).
+    /// Whether `command` goes through this stage (`/run` builds too when
+    /// needed: publishing is idempotent per commit, so it always goes through
+    /// the build stages, quickly when the version exists).
     fn applies_to(self, command: &Command) -> bool {
         match self {
             ReportStage::Compiling | ReportStage::BuildingImages | ReportStage::Uploading => {
-                matches!(command, Command::Build | Command::BuildRun)
+                matches!(command, Command::Build | Command::Run | Command::BuildRun)
             }
             ReportStage::Running => matches!(command, Command::Run | Command::BuildRun),
             ReportStage::Queued | ReportStage::Finished => true,
@@ -222,6 +224,9 @@ fn render_with(report: &StatusReport, details: &[String]) -> String {
         .filter(|s| s.applies_to(&report.command))
         .map(|s| match s.cmp(&report.stage) {
             std::cmp::Ordering::Less => format!("~~{}~~", s.label()),
+            std::cmp::Ordering::Equal if report.outcome.as_ref().is_some_and(|o| !o.succeeded) => {
+                format!("**{}** ❌", s.label())
+            }
             std::cmp::Ordering::Equal => format!("**{}**", s.label()),
             std::cmp::Ordering::Greater => s.label().to_owned(),
         })

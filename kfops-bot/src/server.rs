@@ -133,14 +133,10 @@ impl Metrics {
              # TYPE kfops_bot_command_duration_seconds summary\n",
         );
         for ((kind, outcome), (n, secs)) in &commands {
-            let _ = writeln!(
-                out,
-                "kfops_bot_command_duration_seconds_sum{{kind=\"{kind}\",outcome=\"{outcome}\"}} {secs}"
-            );
-            let _ = writeln!(
-                out,
-                "kfops_bot_command_duration_seconds_count{{kind=\"{kind}\",outcome=\"{outcome}\"}} {n}"
-            );
+            let _ =
+                writeln!(out, "kfops_bot_command_duration_seconds_sum{{kind=\"{kind}\",outcome=\"{outcome}\"}} {secs}");
+            let _ =
+                writeln!(out, "kfops_bot_command_duration_seconds_count{{kind=\"{kind}\",outcome=\"{outcome}\"}} {n}");
         }
         if let Some(depth) = queue_depth {
             out.push_str(

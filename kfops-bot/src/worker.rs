@@ -35,7 +35,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use tokio::sync::{Notify, Semaphore};
 
-use kfops_core::command::{Command, CommandKind};
+use kfops_core::command::Command;
 use kfops_core::image::{BuiltImage, ImageSpec};
 use kfops_core::pipeline::{
     CompiledPipeline, PipelineSource, PipelineVersion, RunId, RunInfo, RunRequest, SourceInfo, VersionName,
@@ -85,7 +85,7 @@ pub struct Services {
     pub policy: Policy,
     /// Parent of the per-command checkouts.
     pub workdir_root: PathBuf,
-    /// Namespace runs go to, as configured for the bot (shown in messages only).
+    /// How often a running pipeline run is polled.
     pub poll_interval: Duration,
     /// Counters exported at `/metrics`.
     pub metrics: Arc<Metrics>,
@@ -299,8 +299,12 @@ impl Services {
         let store = Arc::clone(&self.store);
         match tokio::task::spawn_blocking(move || f(&store)).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(Failure { summary: "the bot's ledger failed".into(), detail: e.to_string(), transient: true }),
-            Err(e) => Err(Failure { summary: "the bot's ledger failed".into(), detail: e.to_string(), transient: true }),
+            Ok(Err(e)) => {
+                Err(Failure { summary: "the bot's ledger failed".into(), detail: e.to_string(), transient: true })
+            }
+            Err(e) => {
+                Err(Failure { summary: "the bot's ledger failed".into(), detail: e.to_string(), transient: true })
+            }
         }
     }
 
@@ -343,8 +347,7 @@ impl Services {
                     .permission(&event.pr.repo, &event.author)
                     .await
                     .map_err(|e| Failure::from_error("reading the commenter's permission", &e))?;
-                if let Decision::Deny(why) = self.policy.decide(kind_of(&event.command), &event.author, permission, &pr)
-                {
+                if let Decision::Deny(why) = self.policy.decide(event.command.kind(), &event.author, permission, &pr) {
                     let body = format!("<!-- kfops:command={id} -->\n🚫 {why}");
                     self.scm
                         .post_comment(&event.pr, &body)
@@ -400,10 +403,6 @@ impl Services {
             }
         }
     }
-}
-
-fn kind_of(command: &Command) -> CommandKind {
-    command.kind()
 }
 
 impl Job<'_> {
@@ -521,16 +520,22 @@ impl Job<'_> {
             .load()
             .map_err(|e| Failure::new("the repository's kfops configuration is invalid", e.to_string()))?;
         for w in &loaded.warnings {
-            self.report.problems.push(Problem { error: false, summary: "configuration warning".into(), detail: w.to_string() });
+            self.report.problems.push(Problem {
+                error: false,
+                summary: "configuration warning".into(),
+                detail: w.to_string(),
+            });
         }
         let pipeline = &loaded.config.pipeline;
         let source = workdir.0.join(&pipeline.pipeline_path);
-        let mut compiled = self
-            .s
-            .compiler
-            .compile(&source, pipeline.pipeline_function_name.as_deref(), &workdir.0)
-            .await
-            .map_err(|e| Failure::new("the pipeline does not compile", e.to_string()))?;
+        let mut compiled =
+            self.s.compiler.compile(&source, pipeline.pipeline_function_name.as_deref(), &workdir.0).await.map_err(
+                |e| {
+                    // Paths relative to the repository, as the author knows them.
+                    let prefix = format!("{}/", workdir.0.display());
+                    Failure::new("the pipeline does not compile", e.to_string().replace(&prefix, ""))
+                },
+            )?;
         let lint: Vec<String> = compiled
             .job
             .lint()
@@ -584,7 +589,8 @@ impl Job<'_> {
                 .build(&workdir.0, &ib.build_args, &specs, &kfops_core::progress::NoProgress)
                 .await
                 .map_err(|e| Failure::from_error("building images", &e))?;
-            let pin = kfops_kubeflow::image::pin::pin_images(&mut compiled.job.spec, &built, &ib.container_registry_uri);
+            let pin =
+                kfops_kubeflow::image::pin::pin_images(&mut compiled.job.spec, &built, &ib.container_registry_uri);
             for w in pin.warnings {
                 self.report.problems.push(Problem { error: false, summary: "image not pinned".into(), detail: w });
             }
@@ -627,12 +633,7 @@ impl Job<'_> {
         if self.report.run_url.is_none() {
             self.report.run_url.clone_from(&version.web_url);
         }
-        Ok(Built {
-            version,
-            args,
-            experiment: pipeline.experiment_name.clone(),
-            pipeline_name: pipeline.name.clone(),
-        })
+        Ok(Built { version, args, experiment: pipeline.experiment_name.clone(), pipeline_name: pipeline.name.clone() })
     }
 
     /// Follow a run to its end, keeping the status comment current.
@@ -683,7 +684,11 @@ impl Job<'_> {
         if !info.state.is_success()
             && let Some(e) = &info.error
         {
-            self.report.problems.push(Problem { error: true, summary: format!("run {}", info.state), detail: e.clone() });
+            self.report.problems.push(Problem {
+                error: true,
+                summary: format!("run {}", info.state),
+                detail: e.clone(),
+            });
         }
         self.report.metrics = info.outputs.iter().map(|(k, v)| (k.clone(), format_parameter_value(v))).collect();
         self.report.outcome = Some(Outcome {
@@ -698,12 +703,16 @@ impl Job<'_> {
     async fn finish(&mut self, succeeded: bool) -> Result<&'static str, Failure> {
         let elapsed_ms = u64::try_from((now_ms() - self.created_ms).max(0)).unwrap_or(0);
         let duration = Duration::from_millis(elapsed_ms).max(self.started.elapsed());
-        let state = self.report.outcome.as_ref().map_or_else(
-            || if succeeded { "SUCCEEDED".to_owned() } else { "FAILED".to_owned() },
-            |o| o.state.clone(),
-        );
+        let state = self
+            .report
+            .outcome
+            .as_ref()
+            .map_or_else(|| if succeeded { "SUCCEEDED".to_owned() } else { "FAILED".to_owned() }, |o| o.state.clone());
         self.report.outcome = Some(Outcome { succeeded, state: state.clone(), duration });
-        self.report.stage = ReportStage::Finished;
+        if succeeded || self.report.stage == ReportStage::Running {
+            // A failed build keeps its stage, so the comment shows where it stopped.
+            self.report.stage = ReportStage::Finished;
+        }
         // Show first, then record: if the bot dies in between, the resumed
         // command edits the same comment again rather than losing it.
         self.show().await?;

@@ -130,6 +130,18 @@ impl World {
         World { scratch, github, kfp, source, head, config }
     }
 
+    /// The ledger once every command is final (the final comment is edited
+    /// just before the final ledger record, so the two are not simultaneous).
+    async fn settled_store(&self, bot: &Bot) -> Store {
+        let store = self.store();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !store.unfinished().expect("ledger").is_empty() {
+            assert!(Instant::now() < deadline, "commands stay unfinished:\n{}", bot.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        store
+    }
+
     fn store(&self) -> Store {
         Store::open(&self.scratch.0.join("state/bot.db")).expect("store")
     }
@@ -273,9 +285,7 @@ async fn build_run_goes_through_every_stage_and_reports_into_the_pr() {
     assert_eq!(world.github.reactions(comment), ["eyes"]);
 
     // The ledger has every step, the version and the run.
-    let store = world.store();
-    let record = store.unfinished().expect("ledger");
-    assert!(record.is_empty(), "{record:?}");
+    let store = world.settled_store(&bot).await;
     let last = store.last_run(&kfops_core::scm::PrRef {
         repo: kfops_core::scm::RepoRef { owner: OWNER.into(), name: REPO.into() },
         number: 7,
@@ -318,7 +328,9 @@ async fn a_bot_killed_while_watching_a_run_finishes_it_after_restart_with_one_fi
     let world = World::new("sigkill", Progression::Manual).await;
     let bot = Bot::start(&world.config);
     command(&world, &bot, "d-kill", 7, "alice", "/build_run").await;
-    world.wait_for_comment(&bot, 7, "with the run link", |b| b.contains("**running**") && b.contains("open in Kubeflow")).await;
+    world
+        .wait_for_comment(&bot, 7, "with the run link", |b| b.contains("**running**") && b.contains("open in Kubeflow"))
+        .await;
     let store = world.store();
     let deadline = Instant::now() + Duration::from_secs(60);
     let run_id = loop {
@@ -335,6 +347,7 @@ async fn a_bot_killed_while_watching_a_run_finishes_it_after_restart_with_one_fi
     let done = world.wait_for_comment(&bot, 7, "finished", is_final).await;
     assert!(done.body.contains("**SUCCEEDED**"), "{}", done.body);
     assert!(bot.log().contains("resuming 1 unfinished command(s)"), "{}", bot.log());
+    let store = world.settled_store(&bot).await;
     let last = store.last_run(&pr7()).expect("ledger").expect("run");
     assert_eq!(last.run_id.as_deref(), Some(run_id.as_str()));
     assert_eq!(last.state, CommandState::Succeeded);
@@ -382,7 +395,11 @@ async fn forged_redelivered_edited_fork_unauthorized_and_invalid_comments_are_ha
     // Read permission is not enough for /build.
     let bobs = command(&world, &bot, "d-bob", 9, "bob", "/build").await;
     let denial = world.wait_for_comment(&bot, 9, "denying bob", |b| b.contains("needs")).await;
-    assert!(denial.body.contains("`/build` needs `write` permission on this repository (you have `read`)"), "{}", denial.body);
+    assert!(
+        denial.body.contains("`/build` needs `write` permission on this repository (you have `read`)"),
+        "{}",
+        denial.body
+    );
     assert_eq!(world.github.reactions(bobs), ["-1"]);
 
     // A malformed command is explained.
@@ -403,10 +420,20 @@ async fn forged_redelivered_edited_fork_unauthorized_and_invalid_comments_are_ha
     assert_eq!(runs_created(&world.kfp), 0, "/build does not run");
     assert!(world.bot_comments(8).len() == 1 && world.bot_comments(9).len() == 1);
 
-    // Denials are counted.
-    let (_, metrics) = super::request(bot.addr, "GET", "/metrics", &[], b"").await;
-    assert!(metrics.contains("kfops_bot_commands_total{kind=\"build\",outcome=\"denied\"} 2"), "{metrics}");
-    assert!(metrics.contains("kfops_bot_commands_total{kind=\"build\",outcome=\"succeeded\"} 1"), "{metrics}");
+    // Denials are counted (the counters move right after the ledger's final record).
+    let wanted = [
+        "kfops_bot_commands_total{kind=\"build\",outcome=\"denied\"} 2",
+        "kfops_bot_commands_total{kind=\"build\",outcome=\"succeeded\"} 1",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let metrics = loop {
+        let (_, metrics) = super::request(bot.addr, "GET", "/metrics", &[], b"").await;
+        if wanted.iter().all(|w| metrics.contains(w)) {
+            break metrics;
+        }
+        assert!(Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert!(metrics.contains("kfops_bot_webhooks_total{result=\"unauthorized\"} 2"), "{metrics}");
     assert_eq!(world.github.violations(), Vec::<String>::new());
 }
@@ -429,7 +456,7 @@ async fn run_without_a_build_builds_first_and_errors_land_in_the_status_comment(
     assert!(failed.body.contains("Error: the pipeline does not compile"), "{}", failed.body);
     assert!(failed.body.contains("broken on purpose"), "{}", failed.body);
     assert_eq!(runs_created(&world.kfp), 1, "the broken commit never reached Kubeflow");
-    let failed_record = world.store().command(2).expect("command 2");
+    let failed_record = world.settled_store(&bot).await.command(2).expect("command 2");
     assert_eq!(failed_record.state, CommandState::Failed);
     assert_eq!(world.github.violations(), Vec::<String>::new());
 }

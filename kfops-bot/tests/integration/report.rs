@@ -47,8 +47,17 @@ fn stages_follow_the_command() {
     let mut r = report();
     r.command = Command::Run;
     let body = render(&r, GITHUB_MAX);
-    assert!(body.contains("~~queued~~ → **running** → finished"), "{body}");
-    assert!(!body.contains("compiling"));
+    assert!(
+        body.contains("~~queued~~ → ~~compiling~~ → ~~building images~~ → ~~uploading~~ → **running** → finished"),
+        "{body}"
+    );
+    r.command = Command::Build;
+    r.stage = ReportStage::Compiling;
+    r.outcome = Some(Outcome { succeeded: false, state: "FAILED".into(), duration: Duration::from_secs(3) });
+    let body = render(&r, GITHUB_MAX);
+    assert!(body.contains("~~queued~~ → **compiling** ❌ → building images → uploading → finished"), "{body}");
+    assert!(!body.contains("running"), "{body}");
+    r.outcome = None;
     r.command = Command::Build;
     r.stage = ReportStage::Compiling;
     let body = render(&r, GITHUB_MAX);

@@ -143,7 +143,7 @@ async fn health_and_readiness_answer_and_shutdown_is_graceful() {
     assert_eq!(super::request(bot.addr, "GET", "/nope", &[], b"").await.0, 404);
     let addr = bot.addr;
     shutdown(bot).await;
-    assert!(TcpStream::connect(addr).await.is_err(), "the listener is closed after shutdown");
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "the listener is closed after shutdown");
 }
 
 async fn shutdown(bot: Bot) {
