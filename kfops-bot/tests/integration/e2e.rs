@@ -78,8 +78,21 @@ fn commit_change(dir: &Path, file: &str, content: &str) -> String {
     git(dir, &["rev-parse", "HEAD"])
 }
 
+/// How the bot authenticates to the test GitHub.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum GithubLogin {
+    /// A machine user's token.
+    Token,
+    /// A GitHub App (installation tokens).
+    App,
+}
+
+const APP_ID: u64 = 4242;
+const APP_SLUG: &str = "kfops-e2e";
+
 struct World {
     scratch: Scratch,
+    login: String,
     github: TestGithub,
     kfp: TestServer,
     source: PathBuf,
@@ -89,6 +102,10 @@ struct World {
 
 impl World {
     async fn new(name: &str, progression: Progression) -> World {
+        World::with_login(name, progression, GithubLogin::Token).await
+    }
+
+    async fn with_login(name: &str, progression: Progression, auth: GithubLogin) -> World {
         let root = std::env::temp_dir().join(format!("kfops-bot-e2e-{name}-{}", std::process::id()));
         std::fs::remove_dir_all(&root).ok();
         std::fs::create_dir_all(&root).expect("mkdir");
@@ -104,7 +121,27 @@ impl World {
         github.add_pr(OWNER, REPO, pr);
         github.set_permission(OWNER, REPO, "alice", "write");
         github.set_permission(OWNER, REPO, "bob", "read");
-        github.use_token(TOKEN, BOT_LOGIN);
+        let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../kfops-scm/tests/fixtures");
+        let (login, auth_yaml) = match auth {
+            GithubLogin::Token => {
+                github.use_token(TOKEN, BOT_LOGIN);
+                (
+                    BOT_LOGIN.to_owned(),
+                    format!("    token: {{ file: {} }}\n    login: {BOT_LOGIN}\n", root.join("token").display()),
+                )
+            }
+            GithubLogin::App => {
+                let public = std::fs::read_to_string(fixtures.join("test-app.public-key.pem")).expect("public key");
+                github.use_app(APP_ID, &public, APP_SLUG, 99, Duration::from_secs(3600));
+                (
+                    format!("{APP_SLUG}[bot]"),
+                    format!(
+                        "    app_id: {APP_ID}\n    app_slug: {APP_SLUG}\n    private_key: {{ file: {} }}\n",
+                        fixtures.join("test-app.private-key.pem").display()
+                    ),
+                )
+            }
+        };
         let kfp = TestServer::start(TestServerOptions { progression, ..TestServerOptions::default() }).await;
 
         std::fs::write(root.join("token"), TOKEN).expect("token");
@@ -115,19 +152,18 @@ impl World {
             "listen: 127.0.0.1:0\n\
              state_dir: {state}\n\
              repositories: [{OWNER}/{REPO}]\n\
-             github:\n  api_url: {gh}\n  auth:\n    token: {{ file: {token} }}\n    login: {BOT_LOGIN}\n  \
+             github:\n  api_url: {gh}\n  auth:\n{auth_yaml}  \
              webhook_secrets: [{{ file: {secret} }}]\n  pacing_ms: 0\n\
              kubeflow:\n  url: {kfp}\n  auth: {{ none: true }}\n\
              workers:\n  concurrency: 2\n  poll_interval_seconds: 0.05\n{python}",
             state = root.join("state").display(),
             gh = github.url(),
-            token = root.join("token").display(),
             secret = root.join("secret").display(),
             kfp = kfp.url(),
             python = python.map(|p| format!("  python: {p}\n")).unwrap_or_default(),
         );
         std::fs::write(&config, text).expect("config");
-        World { scratch, github, kfp, source, head, config }
+        World { scratch, login, github, kfp, source, head, config }
     }
 
     /// The ledger once every command is final (the final comment is edited
@@ -148,7 +184,7 @@ impl World {
 
     /// The bot's status comments (and denials) on PR 7.
     fn bot_comments(&self, number: u64) -> Vec<TestComment> {
-        self.github.comments(OWNER, REPO, number).into_iter().filter(|c| c.user == BOT_LOGIN).collect()
+        self.github.comments(OWNER, REPO, number).into_iter().filter(|c| c.user == self.login).collect()
     }
 
     /// Wait until a bot comment on PR `number` satisfies `done`.
@@ -181,6 +217,8 @@ impl Bot {
         let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kfops-bot"))
             .args(["serve", "--config"])
             .arg(config)
+            // A secret in the bot's environment that pipeline code must never see.
+            .env("KFOPS_E2E_CANARY_SECRET", "canary-value")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -294,6 +332,8 @@ async fn build_run_goes_through_every_stage_and_reports_into_the_pr() {
     assert_eq!(last.state, CommandState::Succeeded);
     assert_eq!(last.sha.as_deref(), Some(world.head.as_str()));
     assert!(last.pipeline_version.is_some() && last.run_id.is_some(), "{last:?}");
+    let work = world.scratch.0.join("state/work");
+    assert_eq!(std::fs::read_dir(&work).expect("workdir root").count(), 0, "per-command workdirs are removed");
     let stages: Vec<String> = store.steps(last.id).expect("steps").into_iter().map(|s| s.stage).collect();
     for stage in ["queued", "pinned", "compiling", "uploading", "running", "finished"] {
         assert!(stages.iter().any(|s| s == stage), "{stage} missing from {stages:?}");
@@ -441,7 +481,11 @@ async fn forged_redelivered_edited_fork_unauthorized_and_invalid_comments_are_ha
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_without_a_build_builds_first_and_errors_land_in_the_status_comment() {
     let world = World::new("run-and-errors", Progression::OnGet).await;
-    let broken = commit_change(&world.source, "pipeline.py", "import kfp\nraise RuntimeError('broken on purpose')\n");
+    let broken = commit_change(
+        &world.source,
+        "pipeline.py",
+        "import os\nraise RuntimeError('broken on purpose; environment: ' + ' '.join(sorted(os.environ)))\n",
+    );
     world.github.add_pr(OWNER, REPO, TestPr::new(11, &broken));
     let bot = Bot::start(&world.config);
 
@@ -455,8 +499,46 @@ async fn run_without_a_build_builds_first_and_errors_land_in_the_status_comment(
     assert!(failed.body.contains("❌"), "{}", failed.body);
     assert!(failed.body.contains("Error: the pipeline does not compile"), "{}", failed.body);
     assert!(failed.body.contains("broken on purpose"), "{}", failed.body);
+    // The compiler ran in a scrubbed environment: PATH yes, the bot's secrets no.
+    assert!(failed.body.contains(" PATH"), "{}", failed.body);
+    assert!(!failed.body.contains("KFOPS_E2E_CANARY_SECRET"), "{}", failed.body);
     assert_eq!(runs_created(&world.kfp), 1, "the broken commit never reached Kubeflow");
     let failed_record = world.settled_store(&bot).await.command(2).expect("command 2");
     assert_eq!(failed_record.state, CommandState::Failed);
+    assert_eq!(world.github.violations(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_of_one_pr_run_in_order_while_other_prs_proceed_as_a_github_app() {
+    let world = World::with_login("ordering", Progression::Manual, GithubLogin::App).await;
+    world.github.add_pr(OWNER, REPO, TestPr::new(9, &world.head));
+    let bot = Bot::start(&world.config);
+    command(&world, &bot, "d-first", 7, "alice", "/build_run").await;
+    world.wait_for_comment(&bot, 7, "running", |b| b.contains("**running**") && b.contains("open in Kubeflow")).await;
+    command(&world, &bot, "d-second", 7, "alice", "/build").await;
+    command(&world, &bot, "d-other", 9, "alice", "/build").await;
+
+    // Another PR is not held up by PR 7's run …
+    let other = world.wait_for_comment(&bot, 9, "finished", is_final).await;
+    assert!(other.body.contains("✅"), "{}", other.body);
+    // … but PR 7's second command waits for its first.
+    let store = world.store();
+    let first = store.command(1).expect("first");
+    let second = store.command(2).expect("second");
+    assert_eq!((first.state, second.state), (CommandState::InProgress, CommandState::Queued));
+    assert_eq!(world.bot_comments(7).len(), 1, "no status comment for the waiting command yet");
+
+    let run_id = first.run_id.expect("the first command's run is recorded");
+    assert!(world.kfp.set_run_state(&run_id, KfpRunState::Succeeded));
+    let store = {
+        world.wait_for_comment(&bot, 7, "second finished", |b| is_final(b) && b.contains("`/build`**")).await;
+        world.settled_store(&bot).await
+    };
+    let finished_first = store.steps(1).expect("steps").into_iter().find(|s| s.stage == "finished").expect("finished");
+    let pinned_second = store.steps(2).expect("steps").into_iter().find(|s| s.stage == "pinned").expect("pinned");
+    assert!(pinned_second.at_ms >= finished_first.at_ms, "{finished_first:?} then {pinned_second:?}");
+    // Comments come from the App's bot account, authenticated with installation tokens.
+    assert_eq!(world.bot_comments(7).len(), 2);
+    assert!(world.github.requests().iter().any(|r| r.path.starts_with("/app/installations/99/access_tokens")));
     assert_eq!(world.github.violations(), Vec::<String>::new());
 }
