@@ -574,17 +574,7 @@ impl Job<'_> {
                     ),
                 ));
             }
-            let specs: Vec<ImageSpec> = ib
-                .images
-                .iter()
-                .map(|i| ImageSpec {
-                    name: i.name.clone(),
-                    dockerfile_folder: i.dockerfile_folder_path.clone().into(),
-                    other_folders: i.other_folders_path.iter().map(Into::into).collect(),
-                    registry: ib.container_registry_uri.clone(),
-                    insecure: ib.insecure,
-                })
-                .collect();
+            let specs = ib.image_specs();
             let built = builds
                 .build(&workdir.0, &ib.build_args, &specs, &kfops_core::progress::NoProgress)
                 .await

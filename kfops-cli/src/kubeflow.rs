@@ -142,17 +142,7 @@ async fn build_images(
     use kfops_kubeflow::image::registry::RegistryClient;
 
     let registry = || RegistryClient::new(ib.insecure, None).map_err(|e| CliError::Backend(e.to_string()));
-    let specs: Vec<kfops_core::image::ImageSpec> = ib
-        .images
-        .iter()
-        .map(|i| kfops_core::image::ImageSpec {
-            name: i.name.clone(),
-            dockerfile_folder: i.dockerfile_folder_path.clone().into(),
-            other_folders: i.other_folders_path.iter().map(Into::into).collect(),
-            registry: ib.container_registry_uri.clone(),
-            insecure: ib.insecure,
-        })
-        .collect();
+    let specs = ib.image_specs();
     let progress = crate::progress::BuildProgress::new(
         ctx.printer.quiet || ctx.printer.format == Format::Json,
         ctx.printer.verbose,

@@ -166,6 +166,22 @@ pub struct ImageBuilder {
     pub minio: Option<Minio>,
 }
 
+impl ImageBuilder {
+    /// The images as the core [`kfops_core::image::ImageSpec`]s an image builder takes.
+    pub fn image_specs(&self) -> Vec<kfops_core::image::ImageSpec> {
+        self.images
+            .iter()
+            .map(|i| kfops_core::image::ImageSpec {
+                name: i.name.clone(),
+                dockerfile_folder: i.dockerfile_folder_path.clone().into(),
+                other_folders: i.other_folders_path.iter().map(Into::into).collect(),
+                registry: self.container_registry_uri.clone(),
+                insecure: self.insecure,
+            })
+            .collect()
+    }
+}
+
 /// Where images are built.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
