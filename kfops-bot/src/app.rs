@@ -14,13 +14,13 @@ use std::sync::Arc;
 use tokio::sync::{Notify, watch};
 
 use kfops_core::ScmProvider;
-use kfops_kubeflow::compile::Compiler;
+use kfops_kubeflow::compile::{Compiler, Sandbox};
 use kfops_kubeflow::kfp::backend::KfpBackend;
 use kfops_kubeflow::kfp::client::{KfpAuth, KfpClient, KfpConfig};
 use kfops_scm::github::{GithubWebhooks, RepoAllowlist};
 use kfops_scm::signature::SignatureVerifier;
 
-use crate::config::BotConfig;
+use crate::config::{BotConfig, SandboxKind};
 use crate::error::BotError;
 use crate::images::ConfiguredImageBuilds;
 use crate::server::{AppState, router, serve as serve_http};
@@ -96,6 +96,12 @@ pub async fn run(
     if let Some(python) = &config.workers.python {
         compiler = compiler.python(python.clone());
     }
+    if let Some(sandbox) = sandbox(&config)? {
+        sandbox.probe().await.map_err(|e| BotError::Setup(format!("`workers.sandbox`: {e}")))?;
+        compiler = compiler.sandbox(sandbox);
+    } else {
+        log("warning: `workers.sandbox: none`: pipeline code from pull requests runs unconfined");
+    }
 
     let work = Arc::new(Notify::new());
     let state = AppState::new(Arc::new(verifier), Arc::clone(&store), Arc::clone(&work));
@@ -158,6 +164,25 @@ pub async fn shutdown_signal() {
         () = term => {}
     }
     log("shutting down");
+}
+
+/// The compiler sandbox from `workers:` (`None` when switched off).
+pub fn sandbox(config: &BotConfig) -> Result<Option<Sandbox>, BotError> {
+    if config.workers.sandbox == SandboxKind::None {
+        return Ok(None);
+    }
+    let program = match &config.workers.bwrap {
+        Some(p) => p.clone(),
+        None => kfops_kubeflow::compile::find_on_path("bwrap", None).ok_or_else(|| {
+            BotError::Setup(
+                "`workers.sandbox` is `bubblewrap`, but `bwrap` is not on PATH: install bubblewrap \
+                 (e.g. `apt install bubblewrap`), set `workers.bwrap`, or (trusted repositories only) \
+                 set `workers.sandbox: none`"
+                    .into(),
+            )
+        })?,
+    };
+    Ok(Some(Sandbox::bubblewrap(program)))
 }
 
 /// The GitHub provider from `github:` (secrets read now).

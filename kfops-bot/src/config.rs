@@ -302,11 +302,33 @@ pub struct WorkersSection {
     pub compile_timeout_seconds: u64,
     /// Python interpreter with `kfp` for compiling (default: `$KFOPS_PYTHON`, then `python3`).
     pub python: Option<PathBuf>,
+    /// How the PR's pipeline code is confined while it compiles (default `bubblewrap`).
+    pub sandbox: SandboxKind,
+    /// The `bwrap` executable (default: `bwrap` on `PATH`).
+    pub bwrap: Option<PathBuf>,
+}
+
+/// `workers.sandbox`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SandboxKind {
+    /// bubblewrap: no network, no view of the bot's files or processes.
+    Bubblewrap,
+    /// No confinement beyond a scrubbed environment: the PR's code can read
+    /// whatever the bot's user can. Only for trusted repositories.
+    None,
 }
 
 impl Default for WorkersSection {
     fn default() -> Self {
-        WorkersSection { concurrency: 4, poll_interval_seconds: 10.0, compile_timeout_seconds: 300, python: None }
+        WorkersSection {
+            concurrency: 4,
+            poll_interval_seconds: 10.0,
+            compile_timeout_seconds: 300,
+            python: None,
+            sandbox: SandboxKind::Bubblewrap,
+            bwrap: None,
+        }
     }
 }
 

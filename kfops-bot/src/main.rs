@@ -74,6 +74,7 @@ fn run(cli: Cli) -> Result<(), BotError> {
             config.webhook_secrets()?;
             kfops_bot::app::kubeflow_config(&config)?;
             kfops_bot::app::github_provider(&config)?;
+            kfops_bot::app::sandbox(&config)?;
             let _ = writeln!(
                 std::io::stdout().lock(),
                 "{}: ok ({} repositories, {} webhook secret(s), GitHub {} as {}, Kubeflow {})",

@@ -4,7 +4,8 @@
 //!   process. The interpreter is `$KFOPS_PYTHON` if set, else the first of
 //!   `python3`, `python` on `PATH`. The user's module runs inside it, so the
 //!   child gets no stdin, is killed on timeout or when the caller gives up, and
-//!   can be given a scrubbed environment (the bot does this: no tokens).
+//!   can be given a scrubbed environment and a [`Sandbox`] (the bot does
+//!   both: the PR's code sees no tokens, no files of the bot, no network).
 //! * `.yaml`/`.yml`/`.json`: an already compiled pipeline, used as it is.
 //!
 //! Either way the result is parsed into [`PipelineJob`] so callers get a
@@ -51,6 +52,135 @@ except Exception as e:
 /// Environment variables a scrubbed compiler process keeps.
 const SCRUBBED_KEEP: &[&str] =
     &["PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ", "VIRTUAL_ENV", "PYTHONPATH"];
+
+/// System directories a sandboxed compiler sees (read-only), when they exist.
+const SANDBOX_SYSTEM: &[&str] =
+    &["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/etc/alternatives", "/etc/ld.so.cache", "/etc/localtime"];
+
+/// Confinement for compiling code from an untrusted checkout (what the bot
+/// compiles comes from a pull request).
+///
+/// The compiler runs under [bubblewrap](https://github.com/containers/bubblewrap)
+/// in new user, PID, network, IPC, UTS and mount namespaces, with no
+/// capabilities, in its own session, and dies with its parent. It sees only
+/// the system directories, the interpreter's installation, the checkout
+/// (read-only), an empty `/tmp` and the folder it writes the IR to: not the
+/// caller's files (state, keys, kubeconfig), not the caller's processes
+/// (so not `/proc/<pid>/environ`), and no network to send anything to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sandbox {
+    bwrap: PathBuf,
+    read_only: Vec<PathBuf>,
+}
+
+impl Sandbox {
+    /// A sandbox using the `bwrap` executable at `program` (a path, or a name looked up on `PATH`).
+    pub fn bubblewrap(program: impl Into<PathBuf>) -> Self {
+        Sandbox { bwrap: program.into(), read_only: Vec::new() }
+    }
+
+    /// Also show `path` (read-only) inside, e.g. a shared package cache.
+    pub fn read_only(mut self, path: impl Into<PathBuf>) -> Self {
+        self.read_only.push(path.into());
+        self
+    }
+
+    /// The `bwrap` executable this sandbox runs.
+    pub fn program(&self) -> &Path {
+        &self.bwrap
+    }
+
+    /// Check that bubblewrap runs here (installed, namespaces allowed): the
+    /// bot calls this at start so a broken sandbox is a start-up error, not a
+    /// failure of every command.
+    pub async fn probe(&self) -> Result<(), CompileError> {
+        let mut cmd = Command::new(&self.bwrap);
+        cmd.args(["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]);
+        self.system_binds(&mut cmd);
+        cmd.args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--", "true"]);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
+        let out = match tokio::time::timeout(Duration::from_secs(30), cmd.output()).await {
+            Ok(Ok(out)) => out,
+            Ok(Err(e)) => {
+                return Err(CompileError::SandboxUnavailable {
+                    program: self.bwrap.clone(),
+                    reason: format!("cannot start it: {e}"),
+                });
+            }
+            Err(_) => {
+                return Err(CompileError::SandboxUnavailable {
+                    program: self.bwrap.clone(),
+                    reason: "it did not finish within 30 s".into(),
+                });
+            }
+        };
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(CompileError::SandboxUnavailable {
+                program: self.bwrap.clone(),
+                reason: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            })
+        }
+    }
+
+    fn system_binds(&self, cmd: &mut Command) {
+        for dir in SANDBOX_SYSTEM {
+            cmd.args(["--ro-bind-try", dir, dir]);
+        }
+    }
+
+    /// The `bwrap` command running `python` in `cwd`, writing into `out_dir`.
+    fn command(&self, python: &Path, cwd: &Path, out_dir: &Path) -> Command {
+        let mut cmd = Command::new(&self.bwrap);
+        cmd.args(["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]);
+        self.system_binds(&mut cmd);
+        // /tmp first: the binds below may live under it.
+        cmd.args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
+        let mut read_only: Vec<PathBuf> = interpreter_roots(python);
+        read_only.extend(self.read_only.iter().cloned());
+        read_only.push(cwd.to_owned());
+        for dir in read_only {
+            cmd.arg("--ro-bind-try").arg(&dir).arg(&dir);
+        }
+        cmd.arg("--bind").arg(out_dir).arg(out_dir);
+        cmd.arg("--chdir").arg(cwd);
+        cmd.args(["--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp", "--"]);
+        cmd.arg(python);
+        cmd
+    }
+}
+
+/// The installation folders of an interpreter (a virtualenv's root, and the
+/// root of the interpreter it links to), so a sandbox can show them.
+fn interpreter_roots(python: &Path) -> Vec<PathBuf> {
+    let root_of = |p: &Path| -> Option<PathBuf> {
+        let bin = p.parent()?;
+        if bin.file_name().is_some_and(|n| n == "bin") {
+            bin.parent().map(Path::to_owned)
+        } else {
+            Some(bin.to_owned())
+        }
+    };
+    let mut roots = Vec::new();
+    if let Some(r) = root_of(python) {
+        roots.push(r);
+    }
+    if let Ok(real) = std::fs::canonicalize(python)
+        && let Some(r) = root_of(&real)
+        && !roots.contains(&r)
+    {
+        roots.push(r);
+    }
+    roots.retain(|r| r != Path::new("/") && !r.as_os_str().is_empty());
+    roots
+}
+
+/// Find `name` on the `PATH` given (or the process's).
+pub fn find_on_path(name: &str, path: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
+    let path = path.map(std::ffi::OsStr::to_owned).or_else(|| std::env::var_os("PATH"))?;
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file())
+}
 
 /// What kind of source a pipeline path is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +229,7 @@ pub struct Compiler {
     timeout: Duration,
     scrub_env: bool,
     env: Vec<(OsString, OsString)>,
+    sandbox: Option<Sandbox>,
 }
 
 impl Default for Compiler {
@@ -108,6 +239,7 @@ impl Default for Compiler {
             timeout: Duration::from_secs(300),
             scrub_env: false,
             env: std::env::vars_os().collect(),
+            sandbox: None,
         }
     }
 }
@@ -134,6 +266,13 @@ impl Compiler {
     /// TMPDIR, VIRTUAL_ENV, PYTHONPATH), for compiling untrusted code.
     pub fn scrub_env(mut self, scrub: bool) -> Self {
         self.scrub_env = scrub;
+        self
+    }
+
+    /// Run the compiler inside `sandbox` (see [`Sandbox`]); implies nothing about
+    /// the environment, so combine with [`Compiler::scrub_env`].
+    pub fn sandbox(mut self, sandbox: Sandbox) -> Self {
+        self.sandbox = Some(sandbox);
         self
     }
 
@@ -195,8 +334,24 @@ impl Compiler {
             tempfile::tempdir().map_err(|e| io("creating a temporary folder for", Path::new("compiler output"), e))?;
         let out_file = out_dir.path().join("pipeline.yaml");
         let mut tried = Vec::new();
+        let path_var = self.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_os_str());
         for python in self.candidates() {
-            let mut cmd = Command::new(&python);
+            let mut cmd = match &self.sandbox {
+                None => Command::new(&python),
+                Some(sandbox) => {
+                    // Inside, the interpreter is found by absolute path only.
+                    let resolved = if python.components().count() > 1 {
+                        Some(std::path::absolute(&python).unwrap_or_else(|_| python.clone()))
+                    } else {
+                        find_on_path(&python.to_string_lossy(), path_var)
+                    };
+                    let Some(resolved) = resolved.filter(|p| p.is_file()) else {
+                        tried.push(python.display().to_string());
+                        continue;
+                    };
+                    sandbox.command(&resolved, cwd, out_dir.path())
+                }
+            };
             cmd.arg("-W").arg("ignore::FutureWarning").arg("-c").arg(BOOTSTRAP);
             cmd.arg("--py").arg(path).arg("--output").arg(&out_file);
             if let Some(f) = function {

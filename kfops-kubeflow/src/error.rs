@@ -10,6 +10,18 @@ use crate::ir::{ParameterType, value_kind};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CompileError {
+    /// The sandbox for untrusted code cannot run here.
+    #[error(
+        "the compiler sandbox `{}` does not work here: {reason}; install bubblewrap (e.g. `apt install bubblewrap`) \
+         and allow unprivileged user namespaces, or point to a working `bwrap`",
+        program.display()
+    )]
+    SandboxUnavailable {
+        /// The `bwrap` executable.
+        program: PathBuf,
+        /// What failed.
+        reason: String,
+    },
     /// The pipeline file does not exist.
     #[error("pipeline file `{}` does not exist", path.display())]
     SourceMissing {

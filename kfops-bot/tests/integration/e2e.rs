@@ -484,7 +484,15 @@ async fn run_without_a_build_builds_first_and_errors_land_in_the_status_comment(
     let broken = commit_change(
         &world.source,
         "pipeline.py",
-        "import os\nraise RuntimeError('broken on purpose; environment: ' + ' '.join(sorted(os.environ)))\n",
+        "import os\n\
+         seen = []\n\
+         for pid in [p for p in os.listdir('/proc') if p.isdigit()]:\n\
+         \x20   try:\n\
+         \x20       if b'canary-value' in open('/proc/%s/environ' % pid, 'rb').read(): seen.append(pid)\n\
+         \x20   except OSError: pass\n\
+         state = os.path.exists('../../bot.db')\n\
+         raise RuntimeError('broken on purpose; environment: %s; canary in: %s; state visible: %s'\n\
+         \x20   % (' '.join(sorted(os.environ)), seen, state))\n",
     );
     world.github.add_pr(OWNER, REPO, TestPr::new(11, &broken));
     let bot = Bot::start(&world.config);
@@ -502,6 +510,8 @@ async fn run_without_a_build_builds_first_and_errors_land_in_the_status_comment(
     // The compiler ran in a scrubbed environment: PATH yes, the bot's secrets no.
     assert!(failed.body.contains(" PATH"), "{}", failed.body);
     assert!(!failed.body.contains("KFOPS_E2E_CANARY_SECRET"), "{}", failed.body);
+    // … and in the sandbox: no process of the bot to read secrets from, no state directory.
+    assert!(failed.body.contains("canary in: []; state visible: False"), "{}", failed.body);
     assert_eq!(runs_created(&world.kfp), 1, "the broken commit never reached Kubeflow");
     let failed_record = world.settled_store(&bot).await.command(2).expect("command 2");
     assert_eq!(failed_record.state, CommandState::Failed);

@@ -131,3 +131,68 @@ fn a_scrubbed_environment_hides_secrets_from_pipeline_code() {
     ));
     assert!(scrubbed.is_ok(), "{scrubbed:?}");
 }
+
+fn bwrap() -> PathBuf {
+    kfops_kubeflow::compile::find_on_path("bwrap", None)
+        .expect("bubblewrap (`bwrap`) is needed for the sandbox tests; `.ci/run` installs it (apt install bubblewrap)")
+}
+
+#[test]
+fn a_sandboxed_compile_sees_no_outside_files_processes_or_network() {
+    let rt = runtime();
+    let outside = tempfile::tempdir().expect("tempdir");
+    let secret = outside.path().join("app-key.pem");
+    std::fs::write(&secret, "not for pull requests").expect("secret");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = listener.local_addr().expect("addr").port();
+    let checkout = tempfile::tempdir().expect("tempdir");
+    let module = format!(
+        r#"import os, socket
+from kfp import dsl
+leaks = []
+if os.path.exists({secret:?}): leaks.append("secret file")
+if len([p for p in os.listdir("/proc") if p.isdigit()]) > 3: leaks.append("host processes")
+try:
+    socket.create_connection(("127.0.0.1", {port}), timeout=2); leaks.append("network")
+except OSError:
+    pass
+try:
+    open("written-into-the-checkout", "w"); leaks.append("writable checkout")
+except OSError:
+    pass
+if leaks: raise RuntimeError("sandbox leaks: " + ", ".join(leaks))
+
+@dsl.component
+def hello() -> str:
+    return "hi"
+
+@dsl.pipeline(name="sandboxed")
+def sandboxed():
+    hello()
+"#,
+        secret = secret.display().to_string()
+    );
+    std::fs::write(checkout.path().join("pipeline.py"), module).expect("module");
+    let compiler =
+        Compiler::new().python(python()).scrub_env(true).sandbox(kfops_kubeflow::compile::Sandbox::bubblewrap(bwrap()));
+    let compiled = rt
+        .block_on(compiler.compile(Path::new("pipeline.py"), None, checkout.path()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(compiled.job.spec.pipeline_info.name, "sandboxed");
+    // The same module unconfined does see the file and the network: the checks above are real.
+    let unconfined = rt
+        .block_on(Compiler::new().python(python()).compile(Path::new("pipeline.py"), None, checkout.path()))
+        .expect_err("leaks outside the sandbox")
+        .to_string();
+    assert!(unconfined.contains("secret file") && unconfined.contains("network"), "{unconfined}");
+    drop(listener);
+}
+
+#[test]
+fn a_sandbox_that_cannot_run_is_a_clear_error() {
+    let rt = runtime();
+    let missing = kfops_kubeflow::compile::Sandbox::bubblewrap("/nonexistent/bwrap");
+    let err = rt.block_on(missing.probe()).expect_err("no such program").to_string();
+    assert!(err.contains("/nonexistent/bwrap") && err.contains("install bubblewrap"), "{err}");
+    rt.block_on(kfops_kubeflow::compile::Sandbox::bubblewrap(bwrap()).probe()).unwrap_or_else(|e| panic!("{e}"));
+}
