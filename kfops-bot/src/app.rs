@@ -113,6 +113,7 @@ pub async fn run(
         store: Arc::clone(&store),
         policy: config.policy.clone(),
         workdir_root: work_root,
+        bot_login: config.bot_login(),
         poll_interval: config.workers.poll_interval(),
         metrics: state.metrics(),
     };

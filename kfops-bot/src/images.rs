@@ -19,10 +19,18 @@ use crate::error::ConfigError;
 use crate::worker::ImageBuilds;
 
 /// [`ImageBuilds`] from the bot's `image_builder` section.
-#[derive(Debug)]
 pub struct ConfiguredImageBuilds {
     section: ImageBuilderSection,
     s3_secret: Option<String>,
+}
+
+impl std::fmt::Debug for ConfiguredImageBuilds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfiguredImageBuilds")
+            .field("section", &self.section)
+            .field("s3_secret", &self.s3_secret.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 impl ConfiguredImageBuilds {
@@ -59,6 +67,10 @@ impl ImageBuilds for ConfiguredImageBuilds {
         progress: &dyn Progress,
     ) -> Result<Vec<BuiltImage>, Error> {
         let ib = &self.section;
+        // Whether to talk plain HTTP to a registry is the bot's decision, not the PR's.
+        let images: Vec<ImageSpec> =
+            images.iter().cloned().map(|spec| ImageSpec { insecure: ib.insecure, ..spec }).collect();
+        let images = images.as_slice();
         let registry = RegistryClient::new(ib.insecure, None).map_err(backend_error)?;
         match ib.builder {
             BuilderKind::Local => {

@@ -74,7 +74,15 @@ fn run(cli: Cli) -> Result<(), BotError> {
             config.webhook_secrets()?;
             kfops_bot::app::kubeflow_config(&config)?;
             kfops_bot::app::github_provider(&config)?;
-            kfops_bot::app::sandbox(&config)?;
+            if let Some(sandbox) = kfops_bot::app::sandbox(&config)? {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|source| BotError::Io { what: "starting the runtime".into(), source })?;
+                runtime
+                    .block_on(sandbox.probe())
+                    .map_err(|e| BotError::Setup(format!("`workers.sandbox`: {e}")))?;
+            }
             let _ = writeln!(
                 std::io::stdout().lock(),
                 "{}: ok ({} repositories, {} webhook secret(s), GitHub {} as {}, Kubeflow {})",

@@ -126,6 +126,11 @@ pub struct StatusReport {
     pub progress: Option<String>,
 }
 
+/// The hidden marker tying a comment to ledger entry `id` (`<!-- kfops:command=<id> -->`).
+pub fn marker(id: i64) -> String {
+    format!("{MARKER}{id} -->")
+}
+
 /// The ledger id in a comment written by [`render`], if any.
 pub fn ledger_id_of(body: &str) -> Option<i64> {
     let rest = &body[body.find(MARKER)? + MARKER.len()..];
@@ -208,7 +213,7 @@ fn human(d: Duration) -> String {
 
 fn render_with(report: &StatusReport, details: &[String]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{MARKER}{} -->", report.ledger_id);
+    let _ = writeln!(out, "{}", marker(report.ledger_id));
     let icon = match &report.outcome {
         Some(o) if o.succeeded => "✅",
         Some(_) => "❌",

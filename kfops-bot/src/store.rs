@@ -78,6 +78,10 @@ pub enum Stage {
     Uploading,
     /// The run was created and is being watched.
     Running,
+    /// About to ask the backend to start a run (a crash right after leaves the run's fate unknown).
+    StartingRun,
+    /// A transient failure; the command is tried again later.
+    Retrying,
     /// The command finished (see the command's state).
     Finished,
 }
@@ -94,6 +98,8 @@ impl Stage {
             Stage::BuildingImages => "building_images",
             Stage::Uploading => "uploading",
             Stage::Running => "running",
+            Stage::StartingRun => "starting_run",
+            Stage::Retrying => "retrying",
             Stage::Finished => "finished",
         }
     }

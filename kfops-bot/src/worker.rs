@@ -85,6 +85,8 @@ pub struct Services {
     pub policy: Policy,
     /// Parent of the per-command checkouts.
     pub workdir_root: PathBuf,
+    /// The bot's own login (to find comments it posted before a crash).
+    pub bot_login: String,
     /// How often a running pipeline run is polled.
     pub poll_interval: Duration,
     /// Counters exported at `/metrics`.
@@ -107,6 +109,7 @@ pub struct Dispatcher {
     slots: Arc<Semaphore>,
     work: Arc<Notify>,
     state: Mutex<DispatchState>,
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Default)]
@@ -115,7 +118,16 @@ struct DispatchState {
     /// Commands that failed transiently: attempt count and when to try again.
     backoff: HashMap<i64, (u32, Instant)>,
     rejections_running: bool,
+    /// After a transient failure to answer an invalid command, wait until then.
+    rejections_not_before: Option<Instant>,
+    tasks: tokio::task::JoinSet<()>,
 }
+
+/// Transient failures a command survives before it is given up (delays double up to 5 minutes: ~40 min).
+const MAX_ATTEMPTS: u32 = 12;
+
+/// How long a graceful shutdown waits for commands to reach a step boundary.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 impl std::fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -139,6 +151,7 @@ impl Dispatcher {
             slots: Arc::new(Semaphore::new(concurrency.max(1))),
             work,
             state: Mutex::new(DispatchState::default()),
+            stopping: tokio::sync::watch::channel(false).0,
         })
     }
 
@@ -146,8 +159,10 @@ impl Dispatcher {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Dispatch until `shutdown` resolves. Commands in flight at shutdown stay
-    /// unfinished in the ledger and are resumed by the next start.
+    /// Dispatch until `shutdown` resolves. Then commands in flight are asked
+    /// to stop at their next step boundary (a watched run is left running on
+    /// the backend) and given a grace period; whatever is unfinished stays so
+    /// in the ledger and is resumed by the next start.
     pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
@@ -158,27 +173,37 @@ impl Dispatcher {
                 () = &mut shutdown => break,
             }
         }
+        let _ = self.stopping.send(true);
+        let mut tasks = std::mem::take(&mut self.lock().tasks);
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            crate::app::log("commands still busy after the grace period were stopped; they resume at the next start");
+            tasks.abort_all();
+        }
     }
 
     /// Start whatever can start now.
     pub async fn dispatch_once(self: &Arc<Self>) {
         let store = Arc::clone(&self.services.store);
         let listed = tokio::task::spawn_blocking(move || (store.unfinished(), store.unreported_rejections())).await;
+        {
+            // Reap finished tasks.
+            let mut st = self.lock();
+            while st.tasks.try_join_next().is_some() {}
+        }
         let Ok((Ok(unfinished), rejections)) = listed else {
             return;
         };
-        if let Ok(rejections) = rejections
-            && !rejections.is_empty()
-        {
-            let start = {
-                let mut st = self.lock();
-                !std::mem::replace(&mut st.rejections_running, true)
-            };
-            if start {
+        if rejections.is_ok_and(|r| !r.is_empty()) {
+            let mut st = self.lock();
+            let due = st.rejections_not_before.is_none_or(|at| at <= Instant::now());
+            if due && !std::mem::replace(&mut st.rejections_running, true) {
                 let me = Arc::clone(self);
-                tokio::spawn(async move {
-                    me.report_rejections(rejections).await;
-                    me.lock().rejections_running = false;
+                st.tasks.spawn(async move {
+                    let retry_later = me.report_rejections().await;
+                    let mut st = me.lock();
+                    st.rejections_running = false;
+                    st.rejections_not_before = retry_later.then(|| Instant::now() + Duration::from_secs(30));
                 });
             }
         }
@@ -190,21 +215,20 @@ impl Dispatcher {
             if !seen_prs.insert(key) {
                 continue;
             }
-            let permit = {
-                let mut st = self.lock();
-                if st.running.contains(&record.id)
-                    || st.backoff.get(&record.id).is_some_and(|(_, at)| *at > Instant::now())
-                {
-                    continue;
-                }
-                let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() else { break };
-                st.running.insert(record.id);
-                permit
-            };
+            let mut st = self.lock();
+            let tries = st.backoff.get(&record.id).map_or(0, |(n, _)| *n);
+            if st.running.contains(&record.id)
+                || st.backoff.get(&record.id).is_some_and(|(_, at)| *at > Instant::now())
+            {
+                continue;
+            }
+            let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() else { break };
+            st.running.insert(record.id);
             let me = Arc::clone(self);
-            tokio::spawn(async move {
+            let stop = self.stopping.subscribe();
+            st.tasks.spawn(async move {
                 let id = record.id;
-                let attempt = me.services.process(record).await;
+                let attempt = me.services.process(id, tries + 1, stop).await;
                 {
                     let mut st = me.lock();
                     st.running.remove(&id);
@@ -213,9 +237,8 @@ impl Dispatcher {
                             st.backoff.remove(&id);
                         }
                         Attempt::Retry => {
-                            let tries = st.backoff.get(&id).map_or(0, |(n, _)| *n) + 1;
-                            let delay = Duration::from_secs(2u64.saturating_pow(tries.min(8)));
-                            st.backoff.insert(id, (tries, Instant::now() + delay));
+                            let delay = Duration::from_secs(2u64.saturating_pow((tries + 1).min(8)).min(300));
+                            st.backoff.insert(id, (tries + 1, Instant::now() + delay));
                         }
                     }
                 }
@@ -225,24 +248,42 @@ impl Dispatcher {
         }
     }
 
-    async fn report_rejections(&self, rejections: Vec<(i64, CommentRef, String, String)>) {
+    /// Answer invalid commands. `true` when a transient failure means "try again later".
+    async fn report_rejections(&self) -> bool {
         let s = &self.services;
+        // Listed here, not by the caller: a snapshot taken earlier may hold rejections answered since.
+        let Ok(rejections) = s.ledger(Store::unreported_rejections).await else { return true };
         for (id, comment, author, error) in rejections {
+            let marker = format!("<!-- kfops:rejection={id} -->");
             let body = format!(
-                "<!-- kfops:rejection={id} -->\n😕 {}, I could not understand that command: {}\n\n\
+                "{marker}\n😕 {}, I could not understand that command: {}\n\n\
                  Commands: `/build`, `/run`, `/build_run`, `/deploy`, `/staging_deploy`.",
                 inline(&author),
                 inline(&error)
             );
-            let posted = s.scm.post_comment(&comment.pr, &body).await;
-            if posted.is_err() {
-                // Try again on a later pass; nothing is marked.
-                return;
+            // An earlier attempt may have posted it before failing.
+            let posted = match s.scm.find_comment(&comment.pr, &s.bot_login, &marker).await {
+                Ok(Some(_)) => Ok(()),
+                _ => s.scm.post_comment(&comment.pr, &body).await.map(drop),
+            };
+            match posted {
+                Ok(()) => {
+                    let _ = s.scm.react(&comment, Reaction::Confused).await;
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Timeout) => {
+                    crate::app::log(&format!("answering invalid command {id} on {}: {e}; retrying later", comment.pr));
+                    return true;
+                }
+                Err(e) => {
+                    // Locked conversation, deleted PR, no permission: it will never work.
+                    crate::app::log(&format!("cannot answer invalid command {id} on {}: {e}; giving up", comment.pr));
+                }
             }
-            let _ = s.scm.react(&comment, Reaction::Confused).await;
-            let store = Arc::clone(&s.store);
-            let _ = tokio::task::spawn_blocking(move || store.mark_rejection_reported(id)).await;
+            if s.ledger(move |st| st.mark_rejection_reported(id)).await.is_err() {
+                return true;
+            }
         }
+        false
     }
 }
 
@@ -255,6 +296,10 @@ struct Job<'a> {
     comment: Option<CommentId>,
     started: Instant,
     created_ms: i64,
+    /// Whether an earlier attempt may have posted the status comment already.
+    resumed: bool,
+    /// Becomes `true` when the bot shuts down.
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 fn now_ms() -> i64 {
@@ -312,30 +357,74 @@ impl Services {
         self.ledger(move |s| s.record(id, stage, state, &detail)).await
     }
 
-    async fn process(&self, record: CommandRecord) -> Attempt {
+    /// One attempt (number `attempt`, from 1) at command `id`.
+    async fn process(&self, id: i64, attempt: u32, stop: tokio::sync::watch::Receiver<bool>) -> Attempt {
+        // The dispatcher's list may be stale: act on the ledger as it is now.
+        let record = match self.ledger(move |s| s.command(id)).await {
+            Ok(r) => r,
+            Err(f) => {
+                crate::app::log(&format!("command {id}: {}: {}", f.summary, f.detail));
+                return Attempt::Retry;
+            }
+        };
+        if record.state.is_final() {
+            return Attempt::Done;
+        }
         let kind = record.event.command.kind();
-        let (id, pr) = (record.id, record.event.pr.clone());
+        let pr = record.event.pr.clone();
         let started = Instant::now();
-        crate::app::log(&format!("command {id} ({pr}, {}) started", record.event.command));
-        match self.drive(record).await {
+        crate::app::log(&format!("command {id} ({pr}, {}) attempt {attempt}", record.event.command));
+        let failure = match self.drive(record.clone(), stop).await {
             Ok(outcome) => {
                 self.metrics.command_finished(kind.name(), outcome, started.elapsed());
                 crate::app::log(&format!("command {id} ({pr}) {outcome} in {:.1?}", started.elapsed()));
-                Attempt::Done
+                return Attempt::Done;
             }
-            Err(f) => {
-                crate::app::log(&format!("command {id} ({pr}) will be retried: {}: {}", f.summary, f.detail));
-                Attempt::Retry
-            }
+            Err(f) => f,
+        };
+        if failure.transient && attempt < MAX_ATTEMPTS {
+            crate::app::log(&format!("command {id} ({pr}) will be retried: {}: {}", failure.summary, failure.detail));
+            return Attempt::Retry;
         }
+        // It will not get better: make it final and say so.
+        crate::app::log(&format!("command {id} ({pr}) failed: {}: {}", failure.summary, failure.detail));
+        let gave_up = if failure.transient { format!(" (gave up after {attempt} attempts)") } else { String::new() };
+        let detail = format!("{}{gave_up}: {}", failure.summary, failure.detail);
+        if self.record(id, Stage::Finished, CommandState::Failed, detail).await.is_err() {
+            return Attempt::Retry;
+        }
+        self.metrics.command_finished(kind.name(), "failed", started.elapsed());
+        let body = format!(
+            "{}\n❌ **`{}`** requested by {} could not be carried out: {}{gave_up}.\n\n<details><summary>Details</summary>\n\n{}\n\n</details>",
+            crate::report::marker(id),
+            record.event.command,
+            inline(&record.event.author),
+            inline(&failure.summary),
+            inline(&failure.detail),
+        );
+        let posted = match &record.status_comment {
+            Some(c) => self.scm.edit_comment(&pr, &CommentId(c.clone()), &body).await,
+            None => self.scm.post_comment(&pr, &body).await.map(drop),
+        };
+        if let Err(e) = posted {
+            crate::app::log(&format!("command {id} ({pr}): could not report the failure in the PR: {e}"));
+        }
+        Attempt::Done
     }
 
     /// Carry a command as far as it goes. `Ok` with the outcome label once it is final in the ledger.
-    async fn drive(&self, record: CommandRecord) -> Result<&'static str, Failure> {
+    async fn drive(
+        &self,
+        record: CommandRecord,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<&'static str, Failure> {
         let id = record.id;
         let event = record.event.clone();
         let comment_ref = CommentRef { pr: event.pr.clone(), id: event.comment.clone() };
-        let created_ms = self.ledger(move |s| s.steps(id)).await?.first().map_or_else(now_ms, |s| s.at_ms);
+        let steps = self.ledger(move |s| s.steps(id)).await?;
+        let created_ms = steps.first().map_or_else(now_ms, |s| s.at_ms);
+        let resumed = steps.len() > 1;
+        let starting_run = steps.iter().rev().find(|s| s.stage == Stage::StartingRun.as_str()).map(|s| s.detail.clone());
         let pr = self.scm.pull_request(&event.pr).await.map_err(|e| Failure::from_error("reading the PR", &e))?;
 
         // 1–2. Authorize and pin, once.
@@ -348,14 +437,22 @@ impl Services {
                     .await
                     .map_err(|e| Failure::from_error("reading the commenter's permission", &e))?;
                 if let Decision::Deny(why) = self.policy.decide(event.command.kind(), &event.author, permission, &pr) {
-                    let body = format!("<!-- kfops:command={id} -->\n🚫 {why}");
-                    self.scm
-                        .post_comment(&event.pr, &body)
-                        .await
-                        .map_err(|e| Failure::from_error("answering the PR", &e))?;
+                    let body = format!("{}\n🚫 {why}", crate::report::marker(id));
+                    self.post_once(&event.pr, id, &body, resumed).await?;
                     let _ = self.scm.react(&comment_ref, Reaction::MinusOne).await;
                     self.record(id, Stage::Finished, CommandState::Denied, why).await?;
                     return Ok("denied");
+                }
+                if matches!(event.command, Command::Deploy { .. } | Command::StagingDeploy { .. }) {
+                    let why = format!(
+                        "`{}` is not available on this bot: it has no deployment target configured, so it \
+                         cannot deploy models. Ask the bot's operators to configure one.",
+                        event.command
+                    );
+                    let body = format!("{}\n❌ {why}", crate::report::marker(id));
+                    self.post_once(&event.pr, id, &body, resumed).await?;
+                    self.record(id, Stage::Finished, CommandState::Failed, why).await?;
+                    return Ok("failed");
                 }
                 self.scm.react(&comment_ref, Reaction::Eyes).await.map_err(|e| Failure::from_error("reacting", &e))?;
                 let sha = pr.head_sha.0.clone();
@@ -386,15 +483,23 @@ impl Services {
             comment: record.status_comment.clone().map(CommentId),
             started: Instant::now(),
             created_ms,
+            resumed,
+            stop,
         };
+        if record.run_id.is_some() {
+            job.report.stage = ReportStage::Running;
+        }
         job.show().await?;
 
-        let result = job.work(&record, &pr, &sha).await;
+        let result = job.work(&record, &pr, &sha, starting_run).await;
         match result {
             Ok(succeeded) => job.finish(succeeded).await,
             Err(f) if f.transient => {
                 let detail = format!("{}: {}", f.summary, f.detail);
-                self.record(id, Stage::Queued, CommandState::InProgress, format!("will retry: {detail}")).await?;
+                self.record(id, Stage::Retrying, CommandState::InProgress, detail.clone()).await?;
+                // Tell the PR why nothing moves (best effort).
+                job.report.progress = Some(format!("waiting to retry: {detail}"));
+                let _ = job.show().await;
                 Err(f)
             }
             Err(f) => {
@@ -405,28 +510,48 @@ impl Services {
     }
 }
 
+impl Services {
+    /// Post a comment carrying command `id`'s marker, unless an earlier attempt already did.
+    async fn post_once(&self, pr: &kfops_core::scm::PrRef, id: i64, body: &str, resumed: bool) -> Result<(), Failure> {
+        if resumed
+            && let Ok(Some(_)) = self.scm.find_comment(pr, &self.bot_login, &crate::report::marker(id)).await
+        {
+            return Ok(());
+        }
+        self.scm.post_comment(pr, body).await.map(drop).map_err(|e| Failure::from_error("answering the PR", &e))
+    }
+}
+
 impl Job<'_> {
     /// Post or edit the status comment.
     async fn show(&mut self) -> Result<(), Failure> {
         let max = self.s.scm.max_comment_chars().unwrap_or(DEFAULT_MAX_COMMENT);
         let body = render(&self.report, max);
         let pr = self.report_pr();
-        match &self.comment {
-            Some(cid) => self
-                .s
-                .scm
-                .edit_comment(&pr, cid, &body)
-                .await
-                .map_err(|e| Failure::from_error("updating the status comment", &e)),
-            None => {
-                let cid =
-                    self.s.scm.post_comment(&pr, &body).await.map_err(|e| Failure::from_error("commenting", &e))?;
-                let (id, saved) = (self.id, cid.0.clone());
-                self.s.ledger(move |s| s.set_status_comment(id, &saved)).await?;
-                self.comment = Some(cid);
-                Ok(())
+        if self.comment.is_none() && self.resumed {
+            // An earlier attempt may have posted it and died before saving its id.
+            let marker = crate::report::marker(self.id);
+            if let Ok(Some(found)) = self.s.scm.find_comment(&pr, &self.s.bot_login, &marker).await {
+                self.save_comment(found).await?;
             }
         }
+        if let Some(cid) = &self.comment {
+            match self.s.scm.edit_comment(&pr, cid, &body).await {
+                Ok(()) => return Ok(()),
+                // Someone deleted it: post a new one below.
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(Failure::from_error("updating the status comment", &e)),
+            }
+        }
+        let cid = self.s.scm.post_comment(&pr, &body).await.map_err(|e| Failure::from_error("commenting", &e))?;
+        self.save_comment(cid).await
+    }
+
+    async fn save_comment(&mut self, cid: CommentId) -> Result<(), Failure> {
+        let (id, saved) = (self.id, cid.0.clone());
+        self.s.ledger(move |s| s.set_status_comment(id, &saved)).await?;
+        self.comment = Some(cid);
+        Ok(())
     }
 
     fn report_pr(&self) -> kfops_core::scm::PrRef {
@@ -440,7 +565,13 @@ impl Job<'_> {
     }
 
     /// The command's work after pinning. `Ok(true)` when it succeeded.
-    async fn work(&mut self, record: &CommandRecord, pr: &PullRequest, sha: &str) -> Result<bool, Failure> {
+    async fn work(
+        &mut self,
+        record: &CommandRecord,
+        pr: &PullRequest,
+        sha: &str,
+        starting_run: Option<String>,
+    ) -> Result<bool, Failure> {
         let command = record.event.command.clone();
         let wants_run = match command {
             Command::Build => false,
@@ -457,6 +588,17 @@ impl Job<'_> {
             // Resumed after a restart: the run exists; follow it to its end.
             self.report.stage = ReportStage::Running;
             return self.watch(RunId(run_id.clone())).await;
+        }
+        if let Some(name) = starting_run {
+            // The bot stopped between asking for a run and learning its id: the
+            // run may exist. Starting another could run the pipeline twice.
+            return Err(Failure::new(
+                "the bot was interrupted while starting the run",
+                format!(
+                    "A run named `{name}` may or may not have started on Kubeflow. Look for it in the \
+                     experiment's runs; comment `/run` again if it is not there."
+                ),
+            ));
         }
         let built = self.build(pr, sha).await?;
         if matches!(command, Command::Run) && built.version.created {
@@ -486,8 +628,22 @@ impl Job<'_> {
             parameters: built.args,
             service_account: None,
         };
-        let handle =
-            self.s.backend.start_run(request).await.map_err(|e| Failure::from_error("starting the run", &e))?;
+        let display_name = request.display_name.clone();
+        let experiment = request.experiment.clone();
+        self.s.record(self.id, Stage::StartingRun, CommandState::InProgress, display_name.clone()).await?;
+        let handle = self.s.backend.start_run(request).await.map_err(|e| {
+            let mut f = Failure::from_error("starting the run", &e);
+            if f.transient {
+                // Kubeflow may have created the run before the answer was lost: never start it twice.
+                f.transient = false;
+                f.detail = format!(
+                    "{}\n\nThe run `{display_name}` may or may not have started; look for it in experiment \
+                     `{experiment}` and comment `/run` again if it is not there.",
+                    f.detail
+                );
+            }
+            f
+        })?;
         let (id, run) = (self.id, handle.id.0.clone());
         self.s.ledger(move |s| s.set_run_id(id, &run)).await?;
         self.s.record(self.id, Stage::Running, CommandState::InProgress, format!("run {}", handle.id)).await?;
@@ -518,7 +674,10 @@ impl Job<'_> {
         // The repository's configuration, without the bot's environment or flags.
         let loaded = kfops_config::ConfigLoader::new(&workdir.0)
             .load()
-            .map_err(|e| Failure::new("the repository's kfops configuration is invalid", e.to_string()))?;
+            .map_err(|e| {
+                let prefix = format!("{}/", workdir.0.display());
+                Failure::new("the repository's kfops configuration is invalid", e.to_string().replace(&prefix, ""))
+            })?;
         for w in &loaded.warnings {
             self.report.problems.push(Problem {
                 error: false,
@@ -658,7 +817,17 @@ impl Job<'_> {
                 self.show().await?;
                 last_shown = summary;
             }
-            tokio::time::sleep(self.s.poll_interval).await;
+            tokio::select! {
+                () = tokio::time::sleep(self.s.poll_interval) => {}
+                _ = self.stop.changed() => {
+                    // Shutting down: the run goes on; the next start watches it again.
+                    return Err(Failure {
+                        summary: "the bot is restarting".into(),
+                        detail: format!("run {run} keeps running and will be followed again"),
+                        transient: true,
+                    });
+                }
+            }
         }
     }
 

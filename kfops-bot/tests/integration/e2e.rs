@@ -460,6 +460,16 @@ async fn forged_redelivered_edited_fork_unauthorized_and_invalid_comments_are_ha
     assert_eq!(runs_created(&world.kfp), 0, "/build does not run");
     assert!(world.bot_comments(8).len() == 1 && world.bot_comments(9).len() == 1);
 
+    // A command on a pull request GitHub does not know fails once (recorded), instead of
+    // being retried forever and blocking the queue.
+    let ghost = comment_delivery("created", 99, 424_242, "alice", "/build");
+    assert_eq!(deliver(&bot, "d-ghost", &ghost, sign(&ghost)).await.0, 202);
+    let store = world.settled_store(&bot).await;
+    let ghost = store.command(4).expect("the ghost command");
+    assert_eq!((ghost.event.pr.number, ghost.state), (99, CommandState::Failed));
+    let last = store.steps(4).expect("steps").pop().expect("a step");
+    assert!(last.detail.starts_with("reading the PR: "), "{last:?}");
+
     // Denials are counted (the counters move right after the ledger's final record).
     let wanted = [
         "kfops_bot_commands_total{kind=\"build\",outcome=\"denied\"} 2",
