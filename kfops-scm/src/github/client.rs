@@ -7,7 +7,11 @@
 //! instead follows [`RetryPolicy::decide`] (5xx and connection failures back
 //! off with jitter, primary and secondary rate limits wait as GitHub's headers
 //! say), and content-creating requests (comments, reactions, labels, merges,
-//! closing) are spaced by a [`Pacer`].
+//! closing) are spaced by a [`Pacer`]. A `POST` (a comment, a reaction, a
+//! label) is never sent again after a failure that leaves its outcome unknown
+//! (a `5xx`, or a connection lost after sending: GitHub may have created it):
+//! that is an `Unavailable` error saying so, and only rate-limit answers and
+//! refused connections (GitHub did nothing) are retried.
 //!
 //! Authentication is a token ([`GithubAuth::Token`]) or a GitHub App
 //! ([`GithubAuth::App`]): an RS256 JWT finds the installation of each
@@ -86,6 +90,17 @@ impl GithubConfig {
     pub fn new(api_url: impl Into<String>, auth: GithubAuth) -> GithubConfig {
         GithubConfig { api_url: api_url.into(), auth, retry: RetryPolicy::default(), pacing: Duration::from_secs(1) }
     }
+}
+
+/// Whether a request may be sent again after a failure that leaves its outcome unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replay {
+    /// Idempotent (GET, PUT, PATCH, DELETE, token requests): the whole retry policy applies.
+    Safe,
+    /// Creates something (POST): a `5xx` or a connection lost after sending may
+    /// mean GitHub did create it, so only answers that say GitHub did nothing
+    /// (rate limits, a refused connection) are retried.
+    RateLimitsOnly,
 }
 
 enum Auth {
@@ -300,6 +315,19 @@ struct CompareJson {
     behind_by: u64,
 }
 
+/// Whether a transport error happened before anything was sent (the
+/// connection was refused), so repeating the request cannot duplicate it.
+fn refused_before_sending(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused) {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
 fn permission_from(name: &str) -> Option<Permission> {
     Some(match name {
         "admin" => Permission::Admin,
@@ -380,10 +408,11 @@ impl GithubProvider {
                 tokio::time::sleep(wait).await;
             }
         }
+        let replay = if method == Method::POST { Replay::RateLimitsOnly } else { Replay::Safe };
         let mut renewed = false;
         loop {
             let header = self.auth_header(repo).await?;
-            let reply = self.send_with_retries(&method, path, body, &header).await?;
+            let reply = self.send_with_retries(&method, path, body, &header, replay).await?;
             if let (401, Auth::App { .. }, false) = (reply.status, &self.auth, renewed) {
                 self.forget_token(repo);
                 renewed = true;
@@ -393,7 +422,14 @@ impl GithubProvider {
         }
     }
 
-    async fn send_with_retries(&self, method: &Method, path: &str, body: Option<&Value>, auth: &str) -> Result<Reply> {
+    async fn send_with_retries(
+        &self,
+        method: &Method,
+        path: &str,
+        body: Option<&Value>,
+        auth: &str,
+        replay: Replay,
+    ) -> Result<Reply> {
         let what = format!("{method} {path}");
         let mut attempt = 1;
         loop {
@@ -411,15 +447,35 @@ impl GithubProvider {
                 .api
                 .build_request(builder, body)
                 .map_err(|e| Error::new(ErrorKind::Other, format!("GitHub: {what}: cannot build the request ({e})")))?;
-            let (status, headers, text) = match self.api.execute(request).await {
+            let (status, headers, text, refused) = match self.api.execute(request).await {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let headers = response.headers().clone();
                     let text = self.api.body_to_string(response).await.unwrap_or_default();
-                    (Some(status), headers, text)
+                    (Some(status), headers, text, false)
                 }
-                Err(e) => (None, HeaderMap::new(), format!("{e}")),
+                Err(e) => {
+                    let refused = refused_before_sending(&e);
+                    (None, HeaderMap::new(), format!("{e}"), refused)
+                }
             };
+            let uncertain = match status {
+                None => !refused,
+                Some(s) => s >= 500,
+            };
+            if uncertain && replay == Replay::RateLimitsOnly {
+                let failure = match status {
+                    Some(s) => format!("answered {s}"),
+                    None => format!("lost the connection ({})", text.lines().next().unwrap_or_default()),
+                };
+                return Err(Error::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "GitHub: {what} {failure} after the request was sent; the outcome is unknown (GitHub may \
+                         have carried it out), so it was not sent again"
+                    ),
+                ));
+            }
             let lookup = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
             let start = (0..=text.len().min(512)).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
             let facts = Response { status, header: &lookup, body: &text[..start] };
@@ -475,7 +531,7 @@ impl GithubProvider {
             None => {
                 let path = format!("{}/installation", repo_path(repo));
                 let jwt = format!("Bearer {}", self.jwt()?);
-                let reply = self.send_with_retries(&Method::GET, &path, None, &jwt).await?;
+                let reply = self.send_with_retries(&Method::GET, &path, None, &jwt, Replay::Safe).await?;
                 if reply.status == 404 {
                     return Err(Error::new(
                         ErrorKind::NotFound,
@@ -495,7 +551,8 @@ impl GithubProvider {
         let path = format!("/app/installations/{installation}/access_tokens");
         let what = format!("POST {path}");
         let jwt = format!("Bearer {}", self.jwt()?);
-        let reply = self.send_with_retries(&Method::POST, &path, None, &jwt).await?;
+        // A second installation token does no harm: this POST may be repeated.
+        let reply = self.send_with_retries(&Method::POST, &path, None, &jwt, Replay::Safe).await?;
         let token: TokenJson = expect(reply, &what, &[201])?.json(&what)?;
         let expires = chrono::DateTime::parse_from_rfc3339(&token.expires_at)
             .map(|t| UNIX_EPOCH + Duration::from_secs(t.timestamp().max(0) as u64))

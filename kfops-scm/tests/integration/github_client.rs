@@ -295,19 +295,68 @@ async fn server_errors_are_retried_and_a_plain_403_is_not() {
     gh.fail_next("GET", "/repos/acme/churn/pulls/7", Fault::Status(503));
     assert_eq!(p.pull_request(&pr(7)).await.expect("third time lucky").head_sha.0, SHA);
     assert_eq!(statuses(&gh, "GET", "/repos/acme/churn/pulls/7"), [502, 503, 200]);
+    // Idempotent writes (editing a comment's body) get the whole policy.
+    let human = gh.add_comment("acme", "churn", 7, "kfops-bot", "first");
     for _ in 0..4 {
-        gh.fail_next("POST", "/repos/acme/churn/issues/7/comments", Fault::Status(500));
+        gh.fail_next("PATCH", "/repos/acme/churn/issues/comments/", Fault::Status(500));
     }
-    let err = p.post_comment(&pr(7), "hello").await.expect_err("gives up");
+    let err = p.edit_comment(&pr(7), &CommentId(human.to_string()), "hello").await.expect_err("gives up");
     assert_eq!(err.kind(), ErrorKind::Unavailable);
     assert!(err.message().contains("HTTP 500") && err.message().contains("4 attempts"), "{}", err.message());
-    assert_eq!(statuses(&gh, "POST", "/repos/acme/churn/issues/7/comments"), [500, 500, 500, 500]);
+    assert_eq!(statuses(&gh, "PATCH", "/repos/acme/churn/issues/comments/"), [500, 500, 500, 500]);
     gh.fail_next("PUT", "/repos/acme/churn/pulls/7/merge", Fault::Status(403));
     let err = p.merge(&pr(7), &Sha(SHA.into())).await.expect_err("forbidden");
     assert_eq!(err.kind(), ErrorKind::PermissionDenied);
     assert_eq!(statuses(&gh, "PUT", "/repos/acme/churn/pulls/7/merge"), [403]);
-    assert!(gh.comments("acme", "churn", 7).is_empty());
+    assert_eq!(gh.comments("acme", "churn", 7).len(), 1, "only the one added by the test");
     assert_clean(&gh);
+}
+
+#[tokio::test]
+async fn a_502_on_posting_a_comment_is_not_repeated() {
+    let gh = server().await;
+    gh.add_pr("acme", "churn", TestPr::new(7, SHA));
+    let p = provider(&gh);
+    gh.fail_next("POST", "/repos/acme/churn/issues/7/comments", Fault::Status(502));
+    let err = p.post_comment(&pr(7), "hello").await.expect_err("outcome unknown");
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    assert!(err.message().contains("502") && err.message().contains("outcome is unknown"), "{}", err.message());
+    assert_eq!(statuses(&gh, "POST", "/repos/acme/churn/issues/7/comments"), [502], "one request, no retry");
+    // Reactions and labels are POSTs too.
+    let human = gh.add_comment("acme", "churn", 7, "alice", "/run");
+    let comment = CommentRef { pr: pr(7), id: CommentId(human.to_string()) };
+    gh.fail_next("POST", "/repos/acme/churn/issues/comments/", Fault::Status(504));
+    let err = p.react(&comment, Reaction::Eyes).await.expect_err("outcome unknown");
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    assert_eq!(statuses(&gh, "POST", "/repos/acme/churn/issues/comments/"), [504]);
+    assert_clean(&gh);
+}
+
+#[tokio::test]
+async fn a_secondary_rate_limit_on_posting_a_comment_is_retried() {
+    let gh = server().await;
+    gh.add_pr("acme", "churn", TestPr::new(7, SHA));
+    let p = provider(&gh);
+    gh.fail_next("POST", "/repos/acme/churn/issues/7/comments", Fault::SecondaryRateLimit { retry_after_secs: 0 });
+    gh.fail_next("POST", "/repos/acme/churn/issues/7/comments", Fault::SecondaryRateLimit { retry_after_secs: 0 });
+    let id = p.post_comment(&pr(7), "after two secondary limits").await.expect("comment");
+    assert_eq!(statuses(&gh, "POST", "/repos/acme/churn/issues/7/comments"), [403, 403, 201]);
+    let comments = gh.comments("acme", "churn", 7);
+    assert_eq!(comments.len(), 1);
+    assert_eq!(comments[0].id.to_string(), id.0);
+    assert_clean(&gh);
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retried_even_for_a_post() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", closed.local_addr().expect("addr"));
+    drop(closed);
+    let nowhere = GithubProvider::new(config(&url, GithubAuth::Token(TOKEN.into()))).expect("provider");
+    let err = nowhere.post_comment(&pr(1), "hello").await.expect_err("nobody listens");
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    // Nothing was sent, so the policy applied: it gave up after its attempts, not at once.
+    assert!(err.message().contains("4 attempts") && !err.message().contains("unknown"), "{}", err.message());
 }
 
 #[tokio::test]
