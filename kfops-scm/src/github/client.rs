@@ -12,6 +12,8 @@
 //! (a `5xx`, or a connection lost after sending: GitHub may have created it):
 //! that is an `Unavailable` error saying so, and only rate-limit answers and
 //! refused connections (GitHub did nothing) are retried.
+//! [`ScmProvider::find_comment`] reads every page of a PR's comments, so a
+//! caller can adopt a comment it posted before a crash instead of posting twice.
 //!
 //! Authentication is a token ([`GithubAuth::Token`]) or a GitHub App
 //! ([`GithubAuth::App`]): an RS256 JWT finds the installation of each
@@ -290,6 +292,13 @@ struct PermissionJson {
 #[derive(Deserialize)]
 struct IdJson {
     id: u64,
+}
+
+#[derive(Deserialize)]
+struct CommentJson {
+    id: u64,
+    user: Option<Login>,
+    body: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -660,6 +669,28 @@ impl ScmProvider for GithubProvider {
         let reply = self.write(Method::POST, &pr.repo, &path, json!({ "body": body })).await?;
         let id: IdJson = expect(reply, &what, &[201])?.json(&what)?;
         Ok(CommentId(id.id.to_string()))
+    }
+
+    async fn find_comment(&self, pr: &PrRef, author: &str, marker: &str) -> Result<Option<CommentId>> {
+        const PER_PAGE: usize = 100;
+        let base = format!("{}/issues/{}/comments", repo_path(&pr.repo), pr.number);
+        let mut page = 1;
+        loop {
+            let path = format!("{base}?per_page={PER_PAGE}&page={page}");
+            let what = format!("GET {path}");
+            let comments: Vec<CommentJson> = expect(self.get(&pr.repo, &path).await?, &what, &[200])?.json(&what)?;
+            let found = comments.iter().find(|c| {
+                c.user.as_ref().is_some_and(|u| u.login.eq_ignore_ascii_case(author))
+                    && c.body.as_deref().is_some_and(|b| b.contains(marker))
+            });
+            if let Some(c) = found {
+                return Ok(Some(CommentId(c.id.to_string())));
+            }
+            if comments.len() < PER_PAGE {
+                return Ok(None);
+            }
+            page += 1;
+        }
     }
 
     async fn edit_comment(&self, pr: &PrRef, id: &CommentId, body: &str) -> Result<()> {

@@ -360,6 +360,62 @@ async fn a_refused_connection_is_retried_even_for_a_post() {
 }
 
 #[tokio::test]
+async fn find_comment_adopts_the_bots_own_marked_comment_on_a_later_page() {
+    let gh = server().await;
+    gh.add_pr("acme", "churn", TestPr::new(7, SHA));
+    gh.add_pr("acme", "churn", TestPr::new(8, SHA));
+    for i in 0..130 {
+        gh.add_comment("acme", "churn", 7, if i % 2 == 0 { "alice" } else { "kfops-bot" }, &format!("chatter {i}"));
+    }
+    let marker = "<!-- kfops:ledger:42 -->";
+    // A human quoting the marker comes first and must not be adopted.
+    gh.add_comment("acme", "churn", 7, "mallory", &format!("fake status {marker}"));
+    let ours = gh.add_comment("acme", "churn", 7, "KFOPS-BOT", &format!("status\n{marker}"));
+    gh.add_comment("acme", "churn", 7, "kfops-bot", &format!("a later copy {marker}"));
+    gh.add_comment("acme", "churn", 8, "kfops-bot", "<!-- kfops:ledger:43 -->");
+    let p = provider(&gh);
+    let found = p.find_comment(&pr(7), "kfops-bot", marker).await.expect("find");
+    assert_eq!(found, Some(CommentId(ours.to_string())), "the first of the bot's own, case-insensitively");
+    let pages: Vec<String> = gh
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path.starts_with("/repos/acme/churn/issues/7/comments"))
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(
+        pages,
+        [
+            "/repos/acme/churn/issues/7/comments?per_page=100&page=1",
+            "/repos/acme/churn/issues/7/comments?per_page=100&page=2"
+        ]
+    );
+    assert_clean(&gh);
+}
+
+#[tokio::test]
+async fn find_comment_ignores_humans_and_returns_none_when_absent() {
+    let gh = server().await;
+    gh.add_pr("acme", "churn", TestPr::new(7, SHA));
+    gh.add_pr("acme", "churn", TestPr::new(9, SHA));
+    let marker = "<!-- kfops:ledger:42 -->";
+    for i in 0..100 {
+        gh.add_comment("acme", "churn", 7, "kfops-bot", &format!("other {i} <!-- kfops:ledger:41 -->"));
+    }
+    gh.add_comment("acme", "churn", 7, "alice", &format!("copied {marker}"));
+    let p = provider(&gh);
+    assert_eq!(p.find_comment(&pr(7), "kfops-bot", marker).await.expect("find"), None);
+    assert_eq!(
+        statuses(&gh, "GET", "/repos/acme/churn/issues/7/comments"),
+        [200, 200],
+        "a full page, then a short one"
+    );
+    assert_eq!(p.find_comment(&pr(9), "kfops-bot", marker).await.expect("no comments at all"), None);
+    let err = p.find_comment(&pr(99), "kfops-bot", marker).await.expect_err("no such PR");
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert_clean(&gh);
+}
+
+#[tokio::test]
 async fn rate_limits_are_waited_out() {
     let gh = server().await;
     gh.add_pr("acme", "churn", TestPr::new(7, SHA));
