@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use kfops_core::scm::{CommentId, CommentRef, Label, Permission, PrRef, Reaction, RepoRef, Sha};
 use kfops_core::{ErrorKind, ScmProvider};
-use kfops_scm::github::client::git_credential_env;
+use kfops_scm::github::client::{DEFAULT_FETCH_TIMEOUT, git_credential_env, git_failure_kind};
 use kfops_scm::github::retry::RetryPolicy;
 use kfops_scm::github::testserver::{Fault, TestGithub, TestPr};
 use kfops_scm::github::{GithubAuth, GithubConfig, GithubProvider};
@@ -24,6 +24,7 @@ pub(crate) fn config(url: &str, auth: GithubAuth) -> GithubConfig {
             max_wait: Duration::from_secs(5),
         },
         pacing: Duration::from_millis(1),
+        fetch_timeout: Duration::from_secs(60),
     }
 }
 
@@ -548,7 +549,90 @@ async fn checkout_fetches_exactly_the_pinned_sha_without_storing_credentials() {
     missing.head_sha = Sha("2222222222222222222222222222222222222222".into());
     let err = p.checkout(&missing, &tmp.path().join("missing")).await.expect_err("no such commit");
     assert!(err.message().contains("git fetch of 2222222222222222222222222222222222222222"), "{}", err.message());
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{}", err.message());
+    assert!(!err.is_transient());
+    assert!(err.message().contains("no longer exists on the remote"), "{}", err.message());
     assert_clean(&gh);
+}
+
+#[tokio::test]
+async fn a_fetch_that_hangs_is_stopped_by_the_timeout() {
+    // A server that accepts connections (the kernel's backlog) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/acme/churn.git", silent.local_addr().expect("addr"));
+    let gh = server().await;
+    let mut seed = TestPr::new(7, SHA);
+    seed.head_clone_url = Some(url);
+    gh.add_pr("acme", "churn", seed);
+    let mut cfg = config(&gh.url(), GithubAuth::Token(TOKEN.into()));
+    cfg.fetch_timeout = Duration::from_secs(1);
+    let p = GithubProvider::new(cfg).expect("provider");
+    let pull = p.pull_request(&pr(7)).await.expect("pull_request");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let err = p.checkout(&pull, &tmp.path().join("checkout")).await.expect_err("hangs");
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{}", err.message());
+    assert!(err.message().contains("git fetch of") && err.message().contains("1 s"), "{}", err.message());
+    assert_eq!(
+        GithubConfig::new("https://api.github.com", GithubAuth::Token(TOKEN.into())).fetch_timeout,
+        DEFAULT_FETCH_TIMEOUT
+    );
+    drop(silent);
+    assert_clean(&gh);
+}
+
+#[test]
+fn git_failures_are_classified_from_stderr() {
+    let cases = [
+        (
+            "fatal: unable to access 'https://github.com/a/b.git/': Could not resolve host: github.com",
+            ErrorKind::Unavailable,
+        ),
+        (
+            "fatal: unable to access 'https://github.com/a/b.git/': Failed to connect to github.com port 443 after 3 ms: Couldn't connect to server",
+            ErrorKind::Unavailable,
+        ),
+        (
+            "error: RPC failed; curl 28 Operation too slow. Less than 1000 bytes/sec transferred the last 60 seconds\nfatal: expected flush after ref listing",
+            ErrorKind::Unavailable,
+        ),
+        ("fatal: the remote end hung up unexpectedly", ErrorKind::Unavailable),
+        (
+            "fatal: unable to access 'https://github.com/a/b.git/': The requested URL returned error: 502",
+            ErrorKind::Unavailable,
+        ),
+        (
+            "fatal: remote error: upload-pack: not our ref 2222222222222222222222222222222222222222\nfatal: the remote end hung up unexpectedly",
+            ErrorKind::NotFound,
+        ),
+        ("fatal: couldn't find remote ref refs/heads/gone", ErrorKind::NotFound),
+        (
+            "error: Server does not allow request for unadvertised object 2222222222222222222222222222222222222222",
+            ErrorKind::NotFound,
+        ),
+        ("fatal: remote did not send all necessary objects", ErrorKind::NotFound),
+        (
+            "remote: Invalid username or password.\nfatal: Authentication failed for 'https://github.com/a/b.git/'",
+            ErrorKind::PermissionDenied,
+        ),
+        (
+            "fatal: could not read Username for 'https://github.com': terminal prompts disabled",
+            ErrorKind::PermissionDenied,
+        ),
+        (
+            "fatal: unable to access 'https://github.com/a/b.git/': The requested URL returned error: 403",
+            ErrorKind::PermissionDenied,
+        ),
+        (
+            "fatal: unable to access 'https://github.com/a/b.git/': The requested URL returned error: 401",
+            ErrorKind::PermissionDenied,
+        ),
+        ("remote: Repository not found.\nfatal: repository 'https://github.com/a/b.git/' not found", ErrorKind::Other),
+        ("fatal: unable to access 'https://x/': SSL certificate problem: self-signed certificate", ErrorKind::Other),
+        ("fatal: something nobody expected", ErrorKind::Other),
+    ];
+    for (stderr, want) in cases {
+        assert_eq!(git_failure_kind(stderr), want, "{stderr}");
+    }
 }
 
 #[test]
