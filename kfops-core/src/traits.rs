@@ -84,6 +84,10 @@ pub trait ScmProvider: Send + Sync {
     /// Post a new comment on a PR.
     async fn post_comment(&self, pr: &PrRef, body: &str) -> Result<CommentId>;
 
+    /// The first comment on `pr` written by `author` whose body contains `marker`, if any
+    /// (lets a caller adopt a comment it may have posted before a crash instead of posting twice).
+    async fn find_comment(&self, pr: &PrRef, author: &str, marker: &str) -> Result<Option<CommentId>>;
+
     /// Replace the body of a comment the bot posted earlier.
     async fn edit_comment(&self, pr: &PrRef, id: &CommentId, body: &str) -> Result<()>;
 

@@ -7,7 +7,13 @@
 //! instead follows [`RetryPolicy::decide`] (5xx and connection failures back
 //! off with jitter, primary and secondary rate limits wait as GitHub's headers
 //! say), and content-creating requests (comments, reactions, labels, merges,
-//! closing) are spaced by a [`Pacer`].
+//! closing) are spaced by a [`Pacer`]. A `POST` (a comment, a reaction, a
+//! label) is never sent again after a failure that leaves its outcome unknown
+//! (a `5xx`, or a connection lost after sending: GitHub may have created it):
+//! that is an `Unavailable` error saying so, and only rate-limit answers and
+//! refused connections (GitHub did nothing) are retried.
+//! [`ScmProvider::find_comment`] reads every page of a PR's comments, so a
+//! caller can adopt a comment it posted before a crash instead of posting twice.
 //!
 //! Authentication is a token ([`GithubAuth::Token`]) or a GitHub App
 //! ([`GithubAuth::App`]): an RS256 JWT finds the installation of each
@@ -16,6 +22,16 @@
 //! `Debug` output or error messages; `git` gets its credentials as an HTTP
 //! header through `GIT_CONFIG_*` environment variables, never in a URL, an
 //! argument or the checkout's config.
+//!
+//! `checkout` runs `git` with a cleared environment (only `PATH`, a `HOME`
+//! inside the new repository's `.git`, no prompts, no system or global
+//! config, the `C` locale, the credential variables), under a timeout per step
+//! ([`GithubConfig::fetch_timeout`] for the fetch, a minute otherwise; a
+//! stalled transfer is also stopped by `http.lowSpeedLimit`), and never
+//! follows a redirect with the credentials. A failure is classified from
+//! git's stderr by [`git_failure_kind`] (only network trouble is
+//! `Unavailable`, i.e. worth retrying); the token and its base64 form are
+//! redacted from every message.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -40,6 +56,12 @@ pub const GITHUB_API: &str = "https://api.github.com";
 
 /// GitHub's limit on comment bodies, in characters.
 pub const MAX_COMMENT_CHARS: usize = 65_536;
+
+/// How long `checkout` lets `git fetch` run by default.
+pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// How long every other `git` step of `checkout` may run.
+const GIT_STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
 type Result<T> = std::result::Result<T, Error>;
 
@@ -79,13 +101,33 @@ pub struct GithubConfig {
     pub retry: RetryPolicy,
     /// Least time between two content-creating requests (GitHub asks for a second).
     pub pacing: Duration,
+    /// Longest time the `git fetch` of a checkout may take ([`DEFAULT_FETCH_TIMEOUT`]).
+    pub fetch_timeout: Duration,
 }
 
 impl GithubConfig {
-    /// `api_url` and `auth` with the default retry policy and a one-second pacing.
+    /// `api_url` and `auth` with the default retry policy, a one-second pacing
+    /// and a ten-minute fetch timeout.
     pub fn new(api_url: impl Into<String>, auth: GithubAuth) -> GithubConfig {
-        GithubConfig { api_url: api_url.into(), auth, retry: RetryPolicy::default(), pacing: Duration::from_secs(1) }
+        GithubConfig {
+            api_url: api_url.into(),
+            auth,
+            retry: RetryPolicy::default(),
+            pacing: Duration::from_secs(1),
+            fetch_timeout: DEFAULT_FETCH_TIMEOUT,
+        }
     }
+}
+
+/// Whether a request may be sent again after a failure that leaves its outcome unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replay {
+    /// Idempotent (GET, PUT, PATCH, DELETE, token requests): the whole retry policy applies.
+    Safe,
+    /// Creates something (POST): a `5xx` or a connection lost after sending may
+    /// mean GitHub did create it, so only answers that say GitHub did nothing
+    /// (rate limits, a refused connection) are retried.
+    RateLimitsOnly,
 }
 
 enum Auth {
@@ -104,6 +146,7 @@ pub struct GithubProvider {
     api_url: String,
     auth: Auth,
     retry: RetryPolicy,
+    fetch_timeout: Duration,
     pacer: Mutex<Pacer>,
     installations: Mutex<HashMap<RepoRef, u64>>,
     tokens: Mutex<HashMap<u64, CachedToken>>,
@@ -185,12 +228,99 @@ pub fn git_credential_env(api_url: &str, clone_url: &str, token: &str) -> Vec<(S
     let trusted = clone_url.starts_with("https://")
         && host_of(clone_url).is_some_and(|h| h.eq_ignore_ascii_case(api_host) || h.eq_ignore_ascii_case(web_host));
     if trusted {
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"));
+        let basic = basic_credential(token);
         env.push(("GIT_CONFIG_COUNT".into(), "1".into()));
         env.push(("GIT_CONFIG_KEY_0".into(), "http.extraHeader".into()));
         env.push(("GIT_CONFIG_VALUE_0".into(), format!("Authorization: Basic {basic}")));
     }
     env
+}
+
+/// `x-access-token:<token>` in base64, as git sends it in the `Authorization: Basic` header.
+fn basic_credential(token: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"))
+}
+
+/// `text` with `token` and its base64 `x-access-token:<token>` form replaced by `***`.
+fn redact(text: &str, token: &str) -> String {
+    if token.is_empty() {
+        return text.to_owned();
+    }
+    text.replace(&basic_credential(token), "***").replace(token, "***")
+}
+
+/// What a failed `git` command's stderr (in the `C` locale) says about the failure.
+///
+/// * authentication refused (`Authentication failed`, `could not read
+///   Username`, HTTP 401/403) → [`ErrorKind::PermissionDenied`];
+/// * the wanted commit is not on the remote (`not our ref`, `couldn't find
+///   remote ref`, an unadvertised or missing object: it was force-pushed
+///   away) → [`ErrorKind::NotFound`];
+/// * the network or the host failing (unreachable, reset, hung up, timed
+///   out, too slow, HTTP 5xx) → [`ErrorKind::Unavailable`], the only transient kind;
+/// * anything else (e.g. a repository that does not exist, a certificate
+///   problem) → [`ErrorKind::Other`].
+pub fn git_failure_kind(stderr: &str) -> ErrorKind {
+    const AUTH: &[&str] = &[
+        "authentication failed",
+        "could not read username",
+        "could not read password",
+        "invalid username or password",
+        "terminal prompts disabled",
+        "returned error: 401",
+        "returned error: 403",
+        "http basic: access denied",
+        "permission denied (publickey",
+    ];
+    const GONE: &[&str] = &[
+        "not our ref",
+        "couldn't find remote ref",
+        "no such remote ref",
+        "unadvertised object",
+        "missing object",
+        "did not send all necessary objects",
+        "reference is not a tree",
+        "bad object",
+    ];
+    const OTHER: &[&str] = &["certificate", "repository not found", "does not appear to be a git repository"];
+    const NETWORK: &[&str] = &[
+        "could not resolve host",
+        "couldn't resolve host",
+        "temporary failure in name resolution",
+        "failed to connect",
+        "couldn't connect",
+        "connection refused",
+        "connection reset",
+        "connection timed out",
+        "timed out",
+        "operation too slow",
+        "network is unreachable",
+        "remote end hung up",
+        "early eof",
+        "unexpected disconnect",
+        "rpc failed",
+        "transfer closed",
+        "empty reply from server",
+        "recv failure",
+        "send failure",
+        "returned error: 5",
+        "gnutls_handshake",
+        "ssl_connect",
+        "ssl_read",
+    ];
+    let text = stderr.to_ascii_lowercase();
+    let any = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
+    if any(AUTH) {
+        ErrorKind::PermissionDenied
+    } else if any(GONE) {
+        ErrorKind::NotFound
+    } else if any(OTHER) {
+        ErrorKind::Other
+    } else if any(NETWORK) {
+        ErrorKind::Unavailable
+    } else {
+        ErrorKind::Other
+    }
 }
 
 /// `kfops_core::Error` for a final non-success answer.
@@ -278,6 +408,13 @@ struct IdJson {
 }
 
 #[derive(Deserialize)]
+struct CommentJson {
+    id: u64,
+    user: Option<Login>,
+    body: Option<String>,
+}
+
+#[derive(Deserialize)]
 struct TokenJson {
     token: String,
     expires_at: String,
@@ -298,6 +435,19 @@ struct SearchJson {
 #[derive(Deserialize)]
 struct CompareJson {
     behind_by: u64,
+}
+
+/// Whether a transport error happened before anything was sent (the
+/// connection was refused), so repeating the request cannot duplicate it.
+fn refused_before_sending(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused) {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 fn permission_from(name: &str) -> Option<Permission> {
@@ -358,6 +508,7 @@ impl GithubProvider {
             api_url,
             auth,
             retry: config.retry,
+            fetch_timeout: config.fetch_timeout,
             pacer: Mutex::new(Pacer::new(config.pacing)),
             installations: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
@@ -380,10 +531,11 @@ impl GithubProvider {
                 tokio::time::sleep(wait).await;
             }
         }
+        let replay = if method == Method::POST { Replay::RateLimitsOnly } else { Replay::Safe };
         let mut renewed = false;
         loop {
             let header = self.auth_header(repo).await?;
-            let reply = self.send_with_retries(&method, path, body, &header).await?;
+            let reply = self.send_with_retries(&method, path, body, &header, replay).await?;
             if let (401, Auth::App { .. }, false) = (reply.status, &self.auth, renewed) {
                 self.forget_token(repo);
                 renewed = true;
@@ -393,7 +545,14 @@ impl GithubProvider {
         }
     }
 
-    async fn send_with_retries(&self, method: &Method, path: &str, body: Option<&Value>, auth: &str) -> Result<Reply> {
+    async fn send_with_retries(
+        &self,
+        method: &Method,
+        path: &str,
+        body: Option<&Value>,
+        auth: &str,
+        replay: Replay,
+    ) -> Result<Reply> {
         let what = format!("{method} {path}");
         let mut attempt = 1;
         loop {
@@ -411,15 +570,35 @@ impl GithubProvider {
                 .api
                 .build_request(builder, body)
                 .map_err(|e| Error::new(ErrorKind::Other, format!("GitHub: {what}: cannot build the request ({e})")))?;
-            let (status, headers, text) = match self.api.execute(request).await {
+            let (status, headers, text, refused) = match self.api.execute(request).await {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let headers = response.headers().clone();
                     let text = self.api.body_to_string(response).await.unwrap_or_default();
-                    (Some(status), headers, text)
+                    (Some(status), headers, text, false)
                 }
-                Err(e) => (None, HeaderMap::new(), format!("{e}")),
+                Err(e) => {
+                    let refused = refused_before_sending(&e);
+                    (None, HeaderMap::new(), format!("{e}"), refused)
+                }
             };
+            let uncertain = match status {
+                None => !refused,
+                Some(s) => s >= 500,
+            };
+            if uncertain && replay == Replay::RateLimitsOnly {
+                let failure = match status {
+                    Some(s) => format!("answered {s}"),
+                    None => format!("lost the connection ({})", text.lines().next().unwrap_or_default()),
+                };
+                return Err(Error::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "GitHub: {what} {failure} after the request was sent; the outcome is unknown (GitHub may \
+                         have carried it out), so it was not sent again"
+                    ),
+                ));
+            }
             let lookup = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
             let start = (0..=text.len().min(512)).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
             let facts = Response { status, header: &lookup, body: &text[..start] };
@@ -475,7 +654,7 @@ impl GithubProvider {
             None => {
                 let path = format!("{}/installation", repo_path(repo));
                 let jwt = format!("Bearer {}", self.jwt()?);
-                let reply = self.send_with_retries(&Method::GET, &path, None, &jwt).await?;
+                let reply = self.send_with_retries(&Method::GET, &path, None, &jwt, Replay::Safe).await?;
                 if reply.status == 404 {
                     return Err(Error::new(
                         ErrorKind::NotFound,
@@ -495,7 +674,8 @@ impl GithubProvider {
         let path = format!("/app/installations/{installation}/access_tokens");
         let what = format!("POST {path}");
         let jwt = format!("Bearer {}", self.jwt()?);
-        let reply = self.send_with_retries(&Method::POST, &path, None, &jwt).await?;
+        // A second installation token does no harm: this POST may be repeated.
+        let reply = self.send_with_retries(&Method::POST, &path, None, &jwt, Replay::Safe).await?;
         let token: TokenJson = expect(reply, &what, &[201])?.json(&what)?;
         let expires = chrono::DateTime::parse_from_rfc3339(&token.expires_at)
             .map(|t| UNIX_EPOCH + Duration::from_secs(t.timestamp().max(0) as u64))
@@ -603,6 +783,28 @@ impl ScmProvider for GithubProvider {
         let reply = self.write(Method::POST, &pr.repo, &path, json!({ "body": body })).await?;
         let id: IdJson = expect(reply, &what, &[201])?.json(&what)?;
         Ok(CommentId(id.id.to_string()))
+    }
+
+    async fn find_comment(&self, pr: &PrRef, author: &str, marker: &str) -> Result<Option<CommentId>> {
+        const PER_PAGE: usize = 100;
+        let base = format!("{}/issues/{}/comments", repo_path(&pr.repo), pr.number);
+        let mut page = 1;
+        loop {
+            let path = format!("{base}?per_page={PER_PAGE}&page={page}");
+            let what = format!("GET {path}");
+            let comments: Vec<CommentJson> = expect(self.get(&pr.repo, &path).await?, &what, &[200])?.json(&what)?;
+            let found = comments.iter().find(|c| {
+                c.user.as_ref().is_some_and(|u| u.login.eq_ignore_ascii_case(author))
+                    && c.body.as_deref().is_some_and(|b| b.contains(marker))
+            });
+            if let Some(c) = found {
+                return Ok(Some(CommentId(c.id.to_string())));
+            }
+            if comments.len() < PER_PAGE {
+                return Ok(None);
+            }
+            page += 1;
+        }
     }
 
     async fn edit_comment(&self, pr: &PrRef, id: &CommentId, body: &str) -> Result<()> {
@@ -714,39 +916,82 @@ impl ScmProvider for GithubProvider {
             Auth::Token(t) => t.clone(),
             Auth::App { .. } => self.installation_token(&pr.pr.repo).await?,
         };
-        let env = git_credential_env(&self.api_url, &pr.clone_url, &token);
-        let redact = |text: &str| if token.is_empty() { text.to_owned() } else { text.replace(&token, "***") };
-        let git = |args: &[&str], with_credentials: bool| {
+        let credentials = git_credential_env(&self.api_url, &pr.clone_url, &token);
+        let dir = into.to_string_lossy().into_owned();
+        // HOME is the new repository's `.git`: empty of user files (the PR's tree can never write there).
+        let home = into.join(".git");
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let git = |config: &[&str], args: &[&str], with_credentials: bool| {
             let mut cmd = tokio::process::Command::new("git");
+            for c in config {
+                cmd.arg("-c").arg(c);
+            }
             cmd.args(args).stdin(std::process::Stdio::null()).kill_on_drop(true);
-            cmd.env("GIT_TERMINAL_PROMPT", "0");
+            cmd.env_clear()
+                .env("PATH", &path)
+                .env("HOME", &home)
+                .env("GIT_TERMINAL_PROMPT", "0")
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .env("LANG", "C")
+                .env("LC_ALL", "C");
             if with_credentials {
-                cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                cmd.envs(credentials.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             }
             cmd
         };
-        let run = |mut cmd: tokio::process::Command, step: String| async move {
-            let out = cmd.output().await.map_err(|e| {
-                Error::new(ErrorKind::Unavailable, format!("cannot run git ({e}); is git installed?")).with_source(e)
-            })?;
+        let token = token.as_str();
+        let run = |mut cmd: tokio::process::Command, step: String, limit: Duration| async move {
+            let out = match tokio::time::timeout(limit, cmd.output()).await {
+                // Dropping the future kills git (`kill_on_drop`).
+                Err(_) => {
+                    return Err(Error::new(
+                        ErrorKind::Timeout,
+                        redact(&format!("{step} did not finish within {} s and was stopped", limit.as_secs()), token),
+                    ));
+                }
+                Ok(out) => out.map_err(|e| {
+                    Error::new(ErrorKind::Unavailable, format!("cannot run git ({e}); is git installed?"))
+                        .with_source(e)
+                })?,
+            };
             if out.status.success() {
-                Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-            } else {
-                let stderr = String::from_utf8_lossy(&out.stderr);
-                let tail: Vec<&str> = stderr.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
-                Err(Error::new(ErrorKind::Unavailable, redact(&format!("{step} failed: {}", tail.join(" / ")))))
+                return Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned());
             }
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
+            let status = out.status.code().map_or_else(|| "a signal".to_owned(), |c| format!("exit status {c}"));
+            let kind = git_failure_kind(&stderr);
+            let hint = match kind {
+                ErrorKind::NotFound => {
+                    "; the commit no longer exists on the remote (probably force-pushed away): push again, \
+                     or comment the command again to use the PR's current head"
+                }
+                ErrorKind::PermissionDenied => "; the remote refused the bot's credentials",
+                _ => "",
+            };
+            Err(Error::new(kind, redact(&format!("{step} failed ({status}): {}{hint}", tail.join(" / ")), token)))
         };
-        let dir = into.to_string_lossy().into_owned();
-        run(git(&["init", "-q", &dir], false), format!("git init {dir}")).await?;
+        run(git(&[], &["init", "-q", &dir], false), format!("git init {dir}"), GIT_STEP_TIMEOUT).await?;
         run(
-            git(&["-C", &dir, "fetch", "-q", "--depth", "1", "--no-tags", &pr.clone_url, sha], true),
+            git(
+                &["http.lowSpeedLimit=1000", "http.lowSpeedTime=60", "http.followRedirects=false"],
+                &["-C", &dir, "fetch", "-q", "--depth", "1", "--no-tags", &pr.clone_url, sha],
+                true,
+            ),
             format!("git fetch of {sha} from {}", pr.clone_url),
+            self.fetch_timeout,
         )
         .await?;
-        run(git(&["-C", &dir, "checkout", "-q", "--detach", "FETCH_HEAD"], false), format!("git checkout {sha}"))
-            .await?;
-        let head = run(git(&["-C", &dir, "rev-parse", "HEAD"], false), "git rev-parse HEAD".into()).await?;
+        run(
+            git(&[], &["-C", &dir, "checkout", "-q", "--detach", "FETCH_HEAD"], false),
+            format!("git checkout {sha}"),
+            GIT_STEP_TIMEOUT,
+        )
+        .await?;
+        let head =
+            run(git(&[], &["-C", &dir, "rev-parse", "HEAD"], false), "git rev-parse HEAD".into(), GIT_STEP_TIMEOUT)
+                .await?;
         if !head.eq_ignore_ascii_case(sha) {
             return Err(Error::new(
                 ErrorKind::Conflict,

@@ -14,6 +14,11 @@
 //! * waits longer than the policy's `max_wait`, or too many attempts: give up
 //!   with a message that says until when the limit holds.
 //!
+//! These rules assume the request may be repeated. The client does not repeat
+//! a `POST` after a `5xx` or a connection lost after sending (the outcome is
+//! unknown, a repeat could duplicate a comment); for those only the rate-limit
+//! rules apply.
+//!
 //! [`Pacer`] spaces content-creating requests (comments, reactions, labels)
 //! at least a second apart, as GitHub's best practices ask.
 

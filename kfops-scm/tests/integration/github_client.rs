@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use kfops_core::scm::{CommentId, CommentRef, Label, Permission, PrRef, Reaction, RepoRef, Sha};
 use kfops_core::{ErrorKind, ScmProvider};
-use kfops_scm::github::client::git_credential_env;
+use kfops_scm::github::client::{DEFAULT_FETCH_TIMEOUT, git_credential_env, git_failure_kind};
 use kfops_scm::github::retry::RetryPolicy;
 use kfops_scm::github::testserver::{Fault, TestGithub, TestPr};
 use kfops_scm::github::{GithubAuth, GithubConfig, GithubProvider};
@@ -24,6 +24,7 @@ pub(crate) fn config(url: &str, auth: GithubAuth) -> GithubConfig {
             max_wait: Duration::from_secs(5),
         },
         pacing: Duration::from_millis(1),
+        fetch_timeout: Duration::from_secs(60),
     }
 }
 
@@ -295,18 +296,123 @@ async fn server_errors_are_retried_and_a_plain_403_is_not() {
     gh.fail_next("GET", "/repos/acme/churn/pulls/7", Fault::Status(503));
     assert_eq!(p.pull_request(&pr(7)).await.expect("third time lucky").head_sha.0, SHA);
     assert_eq!(statuses(&gh, "GET", "/repos/acme/churn/pulls/7"), [502, 503, 200]);
+    // Idempotent writes (editing a comment's body) get the whole policy.
+    let human = gh.add_comment("acme", "churn", 7, "kfops-bot", "first");
     for _ in 0..4 {
-        gh.fail_next("POST", "/repos/acme/churn/issues/7/comments", Fault::Status(500));
+        gh.fail_next("PATCH", "/repos/acme/churn/issues/comments/", Fault::Status(500));
     }
-    let err = p.post_comment(&pr(7), "hello").await.expect_err("gives up");
+    let err = p.edit_comment(&pr(7), &CommentId(human.to_string()), "hello").await.expect_err("gives up");
     assert_eq!(err.kind(), ErrorKind::Unavailable);
     assert!(err.message().contains("HTTP 500") && err.message().contains("4 attempts"), "{}", err.message());
-    assert_eq!(statuses(&gh, "POST", "/repos/acme/churn/issues/7/comments"), [500, 500, 500, 500]);
+    assert_eq!(statuses(&gh, "PATCH", "/repos/acme/churn/issues/comments/"), [500, 500, 500, 500]);
     gh.fail_next("PUT", "/repos/acme/churn/pulls/7/merge", Fault::Status(403));
     let err = p.merge(&pr(7), &Sha(SHA.into())).await.expect_err("forbidden");
     assert_eq!(err.kind(), ErrorKind::PermissionDenied);
     assert_eq!(statuses(&gh, "PUT", "/repos/acme/churn/pulls/7/merge"), [403]);
-    assert!(gh.comments("acme", "churn", 7).is_empty());
+    assert_eq!(gh.comments("acme", "churn", 7).len(), 1, "only the one added by the test");
+    assert_clean(&gh);
+}
+
+#[tokio::test]
+async fn a_502_on_posting_a_comment_is_not_repeated() {
+    let gh = server().await;
+    gh.add_pr("acme", "churn", TestPr::new(7, SHA));
+    let p = provider(&gh);
+    gh.fail_next("POST", "/repos/acme/churn/issues/7/comments", Fault::Status(502));
+    let err = p.post_comment(&pr(7), "hello").await.expect_err("outcome unknown");
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    assert!(err.message().contains("502") && err.message().contains("outcome is unknown"), "{}", err.message());
+    assert_eq!(statuses(&gh, "POST", "/repos/acme/churn/issues/7/comments"), [502], "one request, no retry");
+    // Reactions and labels are POSTs too.
+    let human = gh.add_comment("acme", "churn", 7, "alice", "/run");
+    let comment = CommentRef { pr: pr(7), id: CommentId(human.to_string()) };
+    gh.fail_next("POST", "/repos/acme/churn/issues/comments/", Fault::Status(504));
+    let err = p.react(&comment, Reaction::Eyes).await.expect_err("outcome unknown");
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    assert_eq!(statuses(&gh, "POST", "/repos/acme/churn/issues/comments/"), [504]);
+    assert_clean(&gh);
+}
+
+#[tokio::test]
+async fn a_secondary_rate_limit_on_posting_a_comment_is_retried() {
+    let gh = server().await;
+    gh.add_pr("acme", "churn", TestPr::new(7, SHA));
+    let p = provider(&gh);
+    gh.fail_next("POST", "/repos/acme/churn/issues/7/comments", Fault::SecondaryRateLimit { retry_after_secs: 0 });
+    gh.fail_next("POST", "/repos/acme/churn/issues/7/comments", Fault::SecondaryRateLimit { retry_after_secs: 0 });
+    let id = p.post_comment(&pr(7), "after two secondary limits").await.expect("comment");
+    assert_eq!(statuses(&gh, "POST", "/repos/acme/churn/issues/7/comments"), [403, 403, 201]);
+    let comments = gh.comments("acme", "churn", 7);
+    assert_eq!(comments.len(), 1);
+    assert_eq!(comments[0].id.to_string(), id.0);
+    assert_clean(&gh);
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retried_even_for_a_post() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", closed.local_addr().expect("addr"));
+    drop(closed);
+    let nowhere = GithubProvider::new(config(&url, GithubAuth::Token(TOKEN.into()))).expect("provider");
+    let err = nowhere.post_comment(&pr(1), "hello").await.expect_err("nobody listens");
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    // Nothing was sent, so the policy applied: it gave up after its attempts, not at once.
+    assert!(err.message().contains("4 attempts") && !err.message().contains("unknown"), "{}", err.message());
+}
+
+#[tokio::test]
+async fn find_comment_adopts_the_bots_own_marked_comment_on_a_later_page() {
+    let gh = server().await;
+    gh.add_pr("acme", "churn", TestPr::new(7, SHA));
+    gh.add_pr("acme", "churn", TestPr::new(8, SHA));
+    for i in 0..130 {
+        gh.add_comment("acme", "churn", 7, if i % 2 == 0 { "alice" } else { "kfops-bot" }, &format!("chatter {i}"));
+    }
+    let marker = "<!-- kfops:ledger:42 -->";
+    // A human quoting the marker comes first and must not be adopted.
+    gh.add_comment("acme", "churn", 7, "mallory", &format!("fake status {marker}"));
+    let ours = gh.add_comment("acme", "churn", 7, "KFOPS-BOT", &format!("status\n{marker}"));
+    gh.add_comment("acme", "churn", 7, "kfops-bot", &format!("a later copy {marker}"));
+    gh.add_comment("acme", "churn", 8, "kfops-bot", "<!-- kfops:ledger:43 -->");
+    let p = provider(&gh);
+    let found = p.find_comment(&pr(7), "kfops-bot", marker).await.expect("find");
+    assert_eq!(found, Some(CommentId(ours.to_string())), "the first of the bot's own, case-insensitively");
+    let pages: Vec<String> = gh
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path.starts_with("/repos/acme/churn/issues/7/comments"))
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(
+        pages,
+        [
+            "/repos/acme/churn/issues/7/comments?per_page=100&page=1",
+            "/repos/acme/churn/issues/7/comments?per_page=100&page=2"
+        ]
+    );
+    assert_clean(&gh);
+}
+
+#[tokio::test]
+async fn find_comment_ignores_humans_and_returns_none_when_absent() {
+    let gh = server().await;
+    gh.add_pr("acme", "churn", TestPr::new(7, SHA));
+    gh.add_pr("acme", "churn", TestPr::new(9, SHA));
+    let marker = "<!-- kfops:ledger:42 -->";
+    for i in 0..100 {
+        gh.add_comment("acme", "churn", 7, "kfops-bot", &format!("other {i} <!-- kfops:ledger:41 -->"));
+    }
+    gh.add_comment("acme", "churn", 7, "alice", &format!("copied {marker}"));
+    let p = provider(&gh);
+    assert_eq!(p.find_comment(&pr(7), "kfops-bot", marker).await.expect("find"), None);
+    assert_eq!(
+        statuses(&gh, "GET", "/repos/acme/churn/issues/7/comments"),
+        [200, 200],
+        "a full page, then a short one"
+    );
+    assert_eq!(p.find_comment(&pr(9), "kfops-bot", marker).await.expect("no comments at all"), None);
+    let err = p.find_comment(&pr(99), "kfops-bot", marker).await.expect_err("no such PR");
+    assert_eq!(err.kind(), ErrorKind::NotFound);
     assert_clean(&gh);
 }
 
@@ -443,7 +549,90 @@ async fn checkout_fetches_exactly_the_pinned_sha_without_storing_credentials() {
     missing.head_sha = Sha("2222222222222222222222222222222222222222".into());
     let err = p.checkout(&missing, &tmp.path().join("missing")).await.expect_err("no such commit");
     assert!(err.message().contains("git fetch of 2222222222222222222222222222222222222222"), "{}", err.message());
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{}", err.message());
+    assert!(!err.is_transient());
+    assert!(err.message().contains("no longer exists on the remote"), "{}", err.message());
     assert_clean(&gh);
+}
+
+#[tokio::test]
+async fn a_fetch_that_hangs_is_stopped_by_the_timeout() {
+    // A server that accepts connections (the kernel's backlog) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/acme/churn.git", silent.local_addr().expect("addr"));
+    let gh = server().await;
+    let mut seed = TestPr::new(7, SHA);
+    seed.head_clone_url = Some(url);
+    gh.add_pr("acme", "churn", seed);
+    let mut cfg = config(&gh.url(), GithubAuth::Token(TOKEN.into()));
+    cfg.fetch_timeout = Duration::from_secs(1);
+    let p = GithubProvider::new(cfg).expect("provider");
+    let pull = p.pull_request(&pr(7)).await.expect("pull_request");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let err = p.checkout(&pull, &tmp.path().join("checkout")).await.expect_err("hangs");
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{}", err.message());
+    assert!(err.message().contains("git fetch of") && err.message().contains("1 s"), "{}", err.message());
+    assert_eq!(
+        GithubConfig::new("https://api.github.com", GithubAuth::Token(TOKEN.into())).fetch_timeout,
+        DEFAULT_FETCH_TIMEOUT
+    );
+    drop(silent);
+    assert_clean(&gh);
+}
+
+#[test]
+fn git_failures_are_classified_from_stderr() {
+    let cases = [
+        (
+            "fatal: unable to access 'https://github.com/a/b.git/': Could not resolve host: github.com",
+            ErrorKind::Unavailable,
+        ),
+        (
+            "fatal: unable to access 'https://github.com/a/b.git/': Failed to connect to github.com port 443 after 3 ms: Couldn't connect to server",
+            ErrorKind::Unavailable,
+        ),
+        (
+            "error: RPC failed; curl 28 Operation too slow. Less than 1000 bytes/sec transferred the last 60 seconds\nfatal: expected flush after ref listing",
+            ErrorKind::Unavailable,
+        ),
+        ("fatal: the remote end hung up unexpectedly", ErrorKind::Unavailable),
+        (
+            "fatal: unable to access 'https://github.com/a/b.git/': The requested URL returned error: 502",
+            ErrorKind::Unavailable,
+        ),
+        (
+            "fatal: remote error: upload-pack: not our ref 2222222222222222222222222222222222222222\nfatal: the remote end hung up unexpectedly",
+            ErrorKind::NotFound,
+        ),
+        ("fatal: couldn't find remote ref refs/heads/gone", ErrorKind::NotFound),
+        (
+            "error: Server does not allow request for unadvertised object 2222222222222222222222222222222222222222",
+            ErrorKind::NotFound,
+        ),
+        ("fatal: remote did not send all necessary objects", ErrorKind::NotFound),
+        (
+            "remote: Invalid username or password.\nfatal: Authentication failed for 'https://github.com/a/b.git/'",
+            ErrorKind::PermissionDenied,
+        ),
+        (
+            "fatal: could not read Username for 'https://github.com': terminal prompts disabled",
+            ErrorKind::PermissionDenied,
+        ),
+        (
+            "fatal: unable to access 'https://github.com/a/b.git/': The requested URL returned error: 403",
+            ErrorKind::PermissionDenied,
+        ),
+        (
+            "fatal: unable to access 'https://github.com/a/b.git/': The requested URL returned error: 401",
+            ErrorKind::PermissionDenied,
+        ),
+        ("remote: Repository not found.\nfatal: repository 'https://github.com/a/b.git/' not found", ErrorKind::Other),
+        ("fatal: unable to access 'https://x/': SSL certificate problem: self-signed certificate", ErrorKind::Other),
+        ("fatal: something nobody expected", ErrorKind::Other),
+    ];
+    for (stderr, want) in cases {
+        assert_eq!(git_failure_kind(stderr), want, "{stderr}");
+    }
 }
 
 #[test]
