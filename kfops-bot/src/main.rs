@@ -79,9 +79,7 @@ fn run(cli: Cli) -> Result<(), BotError> {
                     .enable_all()
                     .build()
                     .map_err(|source| BotError::Io { what: "starting the runtime".into(), source })?;
-                runtime
-                    .block_on(sandbox.probe())
-                    .map_err(|e| BotError::Setup(format!("`workers.sandbox`: {e}")))?;
+                runtime.block_on(sandbox.probe()).map_err(|e| BotError::Setup(format!("`workers.sandbox`: {e}")))?;
             }
             let _ = writeln!(
                 std::io::stdout().lock(),

@@ -217,8 +217,7 @@ impl Dispatcher {
             }
             let mut st = self.lock();
             let tries = st.backoff.get(&record.id).map_or(0, |(n, _)| *n);
-            if st.running.contains(&record.id)
-                || st.backoff.get(&record.id).is_some_and(|(_, at)| *at > Instant::now())
+            if st.running.contains(&record.id) || st.backoff.get(&record.id).is_some_and(|(_, at)| *at > Instant::now())
             {
                 continue;
             }
@@ -424,7 +423,8 @@ impl Services {
         let steps = self.ledger(move |s| s.steps(id)).await?;
         let created_ms = steps.first().map_or_else(now_ms, |s| s.at_ms);
         let resumed = steps.len() > 1;
-        let starting_run = steps.iter().rev().find(|s| s.stage == Stage::StartingRun.as_str()).map(|s| s.detail.clone());
+        let starting_run =
+            steps.iter().rev().find(|s| s.stage == Stage::StartingRun.as_str()).map(|s| s.detail.clone());
         let pr = self.scm.pull_request(&event.pr).await.map_err(|e| Failure::from_error("reading the PR", &e))?;
 
         // 1–2. Authorize and pin, once.
@@ -513,9 +513,7 @@ impl Services {
 impl Services {
     /// Post a comment carrying command `id`'s marker, unless an earlier attempt already did.
     async fn post_once(&self, pr: &kfops_core::scm::PrRef, id: i64, body: &str, resumed: bool) -> Result<(), Failure> {
-        if resumed
-            && let Ok(Some(_)) = self.scm.find_comment(pr, &self.bot_login, &crate::report::marker(id)).await
-        {
+        if resumed && let Ok(Some(_)) = self.scm.find_comment(pr, &self.bot_login, &crate::report::marker(id)).await {
             return Ok(());
         }
         self.scm.post_comment(pr, body).await.map(drop).map_err(|e| Failure::from_error("answering the PR", &e))
@@ -672,12 +670,10 @@ impl Job<'_> {
             .map_err(|e| Failure::from_error(&format!("checking out {}", sha.get(..12).unwrap_or(sha)), &e))?;
 
         // The repository's configuration, without the bot's environment or flags.
-        let loaded = kfops_config::ConfigLoader::new(&workdir.0)
-            .load()
-            .map_err(|e| {
-                let prefix = format!("{}/", workdir.0.display());
-                Failure::new("the repository's kfops configuration is invalid", e.to_string().replace(&prefix, ""))
-            })?;
+        let loaded = kfops_config::ConfigLoader::new(&workdir.0).load().map_err(|e| {
+            let prefix = format!("{}/", workdir.0.display());
+            Failure::new("the repository's kfops configuration is invalid", e.to_string().replace(&prefix, ""))
+        })?;
         for w in &loaded.warnings {
             self.report.problems.push(Problem {
                 error: false,
