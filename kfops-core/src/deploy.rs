@@ -71,4 +71,8 @@ pub struct DeployOutcome {
     pub storage_uri: String,
     /// URL of the serving endpoint, if known.
     pub url: Option<String>,
+    /// The revision that served before this deploy (what a rollback returns to), if any.
+    pub previous_revision: Option<String>,
+    /// The inference check's findings, one line each (protocol, status, latencies).
+    pub checks: Vec<String>,
 }

@@ -45,3 +45,33 @@ pub enum TemplateError {
         value: String,
     },
 }
+
+/// Why an inference check failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckError {
+    /// The sample is not a V1 or V2 request and no protocol is configured.
+    #[error("{0}")]
+    Sample(String),
+    /// The model never reported ready.
+    #[error("the model did not become ready: {0}")]
+    NotReady(String),
+    /// A prediction request failed (status, body or transport).
+    #[error("prediction request {attempt} failed: {message}")]
+    Predict {
+        /// Which request (1-based).
+        attempt: u32,
+        /// What went wrong.
+        message: String,
+    },
+    /// The answer does not contain the expected output.
+    #[error("unexpected output at {path}: expected {expected}, got {actual}")]
+    Unexpected {
+        /// JSON path of the difference.
+        path: String,
+        /// What was expected there.
+        expected: String,
+        /// What the model answered there.
+        actual: String,
+    },
+}

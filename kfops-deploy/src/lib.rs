@@ -8,7 +8,8 @@
 //! canary at 0 %, inference check, promote, roll back) arrives with the deploy
 //! commands. This crate never builds or runs pipelines.
 
+pub mod check;
 pub mod error;
 pub mod storage;
 
-pub use error::TemplateError;
+pub use error::{CheckError, TemplateError};
