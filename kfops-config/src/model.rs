@@ -122,6 +122,96 @@ pub struct Deployment {
     /// Staging target (`/staging_deploy`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staging: Option<DeploymentTarget>,
+    /// KServe deployment mode, always set explicitly on the InferenceService:
+    /// `knative` (revisions, canary at 0 % then promotion) or `standard`
+    /// (plain Kubernetes Deployments).
+    #[serde(default)]
+    pub mode: DeployMode,
+    /// Where the trained model is, as a template with `{run_id}`,
+    /// `{version_id}`, `{sha}` and `{pr}`.
+    #[serde(default = "default_storage_uri")]
+    pub storage_uri: String,
+    /// The model format KServe picks a serving runtime for (`sklearn`,
+    /// `xgboost`, `lightgbm`, `tensorflow`, `pytorch`, `onnx`, …). Required
+    /// unless `manifest_template_path` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_format: Option<String>,
+    /// A specific ServingRuntime / ClusterServingRuntime name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    /// The prediction protocol of the model server (`v1` or `v2`); the
+    /// inference check detects it from the sample when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol_version: Option<ProtocolVersion>,
+    /// Service account of the predictor (e.g. one with storage credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+    /// CPU and memory of the predictor container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    /// For full control: an InferenceService manifest in the repository,
+    /// rendered with `{run_id}`, `{version_id}`, `{sha}`, `{pr}`,
+    /// `{storage_uri}`, `{service_name}` and `{namespace}`. Relative to the
+    /// project root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_template_path: Option<String>,
+    /// A JSON file with output the model must produce for the sample (a
+    /// subset of the response). Relative to the project root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_output_path: Option<String>,
+    /// Prediction requests the inference check sends (latency is reported over them).
+    #[serde(default = "default_check_requests")]
+    #[schemars(range(min = 1, max = 100))]
+    pub check_requests: u32,
+    /// How long a new revision may take to become ready, in seconds.
+    #[serde(default = "default_ready_timeout")]
+    #[schemars(range(min = 1))]
+    pub ready_timeout_seconds: u64,
+}
+
+fn default_storage_uri() -> String {
+    "s3://trained-models/{run_id}/".into()
+}
+
+fn default_check_requests() -> u32 {
+    5
+}
+
+fn default_ready_timeout() -> u64 {
+    600
+}
+
+/// The KServe deployment mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployMode {
+    /// Knative (`Serverless`): revisions, canary traffic split, scale to zero.
+    #[default]
+    Knative,
+    /// Standard (`RawDeployment`): Kubernetes Deployments and Services.
+    Standard,
+}
+
+/// A model server protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProtocolVersion {
+    /// KServe V1 (`instances` / `predictions`).
+    V1,
+    /// Open Inference Protocol V2 (`inputs` / `outputs`).
+    V2,
+}
+
+/// Container resources.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// Requests, e.g. `cpu: 100m`, `memory: 256Mi`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub requests: BTreeMap<String, String>,
+    /// Limits, e.g. `cpu: "1"`, `memory: 1Gi`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: BTreeMap<String, String>,
 }
 
 /// One deployment environment.
@@ -131,6 +221,10 @@ pub struct DeploymentTarget {
     /// Kubernetes namespace the InferenceService lives in.
     #[schemars(length(min = 1))]
     pub namespace: String,
+    /// kubeconfig context of the cluster (staging and production may be
+    /// different clusters); default: the current context, or in-cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
 }
 
 /// Container images built for the pipeline.
