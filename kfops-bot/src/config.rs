@@ -43,6 +43,9 @@ pub struct BotConfig {
     /// Who may run which command.
     #[serde(default)]
     pub policy: Policy,
+    /// Model deployment (`/deploy`, `/staging_deploy`); without it they are refused.
+    #[serde(default)]
+    pub deploy: Option<crate::deploy::DeploySection>,
     /// Worker settings.
     #[serde(default)]
     pub workers: WorkersSection,

@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod config;
+pub mod deploy;
 pub mod error;
 pub mod images;
 pub mod policy;

@@ -38,17 +38,23 @@ pub enum ReportStage {
     Uploading,
     /// The run is executing.
     Running,
+    /// Checking the PR and the run before a deploy.
+    Checking,
+    /// Rolling the model out (canary, inference check, promotion).
+    Deploying,
     /// Done (see [`StatusReport::outcome`]).
     Finished,
 }
 
 impl ReportStage {
-    const ALL: [ReportStage; 6] = [
+    const ALL: [ReportStage; 8] = [
         ReportStage::Queued,
         ReportStage::Compiling,
         ReportStage::BuildingImages,
         ReportStage::Uploading,
         ReportStage::Running,
+        ReportStage::Checking,
+        ReportStage::Deploying,
         ReportStage::Finished,
     ];
 
@@ -59,6 +65,8 @@ impl ReportStage {
             ReportStage::BuildingImages => "building images",
             ReportStage::Uploading => "uploading",
             ReportStage::Running => "running",
+            ReportStage::Checking => "checking",
+            ReportStage::Deploying => "deploying",
             ReportStage::Finished => "finished",
         }
     }
@@ -72,6 +80,9 @@ impl ReportStage {
                 matches!(command, Command::Build | Command::Run | Command::BuildRun)
             }
             ReportStage::Running => matches!(command, Command::Run | Command::BuildRun),
+            ReportStage::Checking | ReportStage::Deploying => {
+                matches!(command, Command::Deploy { .. } | Command::StagingDeploy { .. })
+            }
             ReportStage::Queued | ReportStage::Finished => true,
         }
     }
@@ -122,6 +133,8 @@ pub struct StatusReport {
     pub metrics: Vec<(String, String)>,
     /// Errors and warnings.
     pub problems: Vec<Problem>,
+    /// Facts of the result as `what | value` rows (a deploy: service, model, revisions, checks).
+    pub facts: Vec<(String, String)>,
     /// A one-line live progress note while the command runs (e.g. tasks done); hidden once finished.
     pub progress: Option<String>,
 }
@@ -252,6 +265,13 @@ fn render_with(report: &StatusReport, details: &[String]) -> String {
     }
     if let Some(o) = &report.outcome {
         let _ = writeln!(out, "**{}** after {}\n", inline(&o.state), human(o.duration));
+    }
+    if !report.facts.is_empty() {
+        out.push_str("| | |\n|---|---|\n");
+        for (k, v) in &report.facts {
+            let _ = writeln!(out, "| {} | {} |", inline(k), inline(v));
+        }
+        out.push('\n');
     }
     if !report.metrics.is_empty() {
         out.push_str("| metric | value |\n|---|---|\n");

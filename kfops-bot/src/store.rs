@@ -82,6 +82,10 @@ pub enum Stage {
     StartingRun,
     /// A transient failure; the command is tried again later.
     Retrying,
+    /// Checking the PR and the run before a deploy.
+    Checking,
+    /// Rolling a model out.
+    Deploying,
     /// The command finished (see the command's state).
     Finished,
 }
@@ -100,6 +104,8 @@ impl Stage {
             Stage::Running => "running",
             Stage::StartingRun => "starting_run",
             Stage::Retrying => "retrying",
+            Stage::Checking => "checking",
+            Stage::Deploying => "deploying",
             Stage::Finished => "finished",
         }
     }
@@ -146,6 +152,75 @@ pub struct StepRecord {
     pub detail: String,
 }
 
+/// A deploy as it starts (for the audit trail).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployStart {
+    /// The `/deploy` or `/staging_deploy` command.
+    pub command_id: i64,
+    /// `production` or `staging`.
+    pub environment: String,
+    /// The PR it was requested on.
+    pub pr: PrRef,
+    /// The commit the deployed run was built from.
+    pub sha: String,
+    /// The run whose model is deployed.
+    pub run_id: String,
+    /// Who asked.
+    pub requested_by: String,
+}
+
+/// How a deploy ended.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeployEnd {
+    /// `succeeded` or `failed`.
+    pub outcome: String,
+    /// The InferenceService.
+    pub service: Option<String>,
+    /// Its namespace.
+    pub namespace: Option<String>,
+    /// The revision serving before.
+    pub previous_revision: Option<String>,
+    /// The revision serving after (on failure: after the rollback).
+    pub new_revision: Option<String>,
+    /// What happened, in a line or a few.
+    pub detail: String,
+}
+
+/// One deploy of the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeployRecord {
+    /// The command's ledger id.
+    pub command_id: i64,
+    /// `production` or `staging`.
+    pub environment: String,
+    /// `owner/name`.
+    pub repo: String,
+    /// The PR number.
+    pub pr_number: u64,
+    /// The commit the model's run was built from.
+    pub sha: String,
+    /// The run whose model was deployed.
+    pub run_id: String,
+    /// Who asked.
+    pub requested_by: String,
+    /// When it started (Unix ms).
+    pub started_at_ms: i64,
+    /// When it ended (Unix ms), if it has.
+    pub finished_at_ms: Option<i64>,
+    /// `succeeded` / `failed`, once ended.
+    pub outcome: Option<String>,
+    /// The InferenceService.
+    pub service: Option<String>,
+    /// Its namespace.
+    pub namespace: Option<String>,
+    /// The revision serving before.
+    pub previous_revision: Option<String>,
+    /// The revision serving after.
+    pub new_revision: Option<String>,
+    /// What happened.
+    pub detail: Option<String>,
+}
+
 /// The state store. Cheap to share behind an `Arc`; calls serialise on one connection.
 pub struct Store {
     conn: Mutex<Connection>,
@@ -183,6 +258,24 @@ CREATE TABLE IF NOT EXISTS rejections (
     reported      INTEGER NOT NULL DEFAULT 0,
     created_at_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS deploys (
+    command_id        INTEGER PRIMARY KEY REFERENCES commands (id),
+    environment       TEXT NOT NULL,
+    repo              TEXT NOT NULL,
+    pr_number         INTEGER NOT NULL,
+    sha               TEXT NOT NULL,
+    run_id            TEXT NOT NULL,
+    requested_by      TEXT NOT NULL,
+    started_at_ms     INTEGER NOT NULL,
+    finished_at_ms    INTEGER,
+    outcome           TEXT,
+    service           TEXT,
+    namespace         TEXT,
+    previous_revision TEXT,
+    new_revision      TEXT,
+    detail            TEXT
+);
+CREATE INDEX IF NOT EXISTS deploys_by_repo ON deploys (repo, started_at_ms);
 CREATE TABLE IF NOT EXISTS steps (
     command_id INTEGER NOT NULL REFERENCES commands (id),
     seq        INTEGER NOT NULL,
@@ -437,6 +530,99 @@ impl Store {
             out.push(CommandRecord { id, event, state, sha, status_comment, pipeline_version, run_id });
         }
         Ok(out)
+    }
+
+    /// The succeeded command of `pr` that recorded run `run_id`, if any
+    /// (`/deploy --run-id` may only name a run of the same PR).
+    pub fn run_of_pr(&self, pr: &PrRef, run_id: &str) -> Result<Option<CommandRecord>, StoreError> {
+        Ok(self
+            .query_commands(
+                "SELECT * FROM commands WHERE repo = ?1 AND pr_number = ?2 AND state = 'succeeded'
+                 AND run_id = ?3 ORDER BY id DESC LIMIT 1",
+                params![pr.repo.to_string(), pr_number(pr.number), run_id],
+                "finding a run of a PR",
+            )?
+            .pop())
+    }
+
+    /// Record that command `start.command_id` is deploying (idempotent: a resumed deploy keeps its row).
+    pub fn start_deploy(&self, start: &DeployStart) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "INSERT INTO deploys (command_id, environment, repo, pr_number, sha, run_id, requested_by, started_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (command_id) DO NOTHING",
+                params![
+                    start.command_id,
+                    start.environment,
+                    start.pr.repo.to_string(),
+                    pr_number(start.pr.number),
+                    start.sha,
+                    start.run_id,
+                    start.requested_by,
+                    now_ms()
+                ],
+            )
+            .map(drop)
+            .map_err(q("recording a deploy"))
+    }
+
+    /// Record how deploy `command_id` ended.
+    pub fn finish_deploy(&self, command_id: i64, end: &DeployEnd) -> Result<(), StoreError> {
+        match self
+            .conn()
+            .execute(
+                "UPDATE deploys SET finished_at_ms = ?2, outcome = ?3, service = ?4, namespace = ?5,
+                 previous_revision = ?6, new_revision = ?7, detail = ?8 WHERE command_id = ?1",
+                params![
+                    command_id,
+                    now_ms(),
+                    end.outcome,
+                    end.service,
+                    end.namespace,
+                    end.previous_revision,
+                    end.new_revision,
+                    end.detail
+                ],
+            )
+            .map_err(q("recording a deploy's end"))?
+        {
+            0 => Err(StoreError::UnknownCommand(command_id)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The deploy audit trail, newest first; only `repo` (`owner/name`) when given.
+    pub fn audit(&self, repo: Option<&str>, limit: u32) -> Result<Vec<DeployRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT command_id, environment, repo, pr_number, sha, run_id, requested_by, started_at_ms,
+                 finished_at_ms, outcome, service, namespace, previous_revision, new_revision, detail
+                 FROM deploys WHERE ?1 IS NULL OR repo = ?1 ORDER BY started_at_ms DESC, command_id DESC LIMIT ?2",
+            )
+            .map_err(q("reading the audit trail"))?;
+        let rows = stmt
+            .query_map(params![repo, limit], |r| {
+                Ok(DeployRecord {
+                    command_id: r.get(0)?,
+                    environment: r.get(1)?,
+                    repo: r.get(2)?,
+                    pr_number: r.get::<_, i64>(3)?.try_into().unwrap_or(0),
+                    sha: r.get(4)?,
+                    run_id: r.get(5)?,
+                    requested_by: r.get(6)?,
+                    started_at_ms: r.get(7)?,
+                    finished_at_ms: r.get(8)?,
+                    outcome: r.get(9)?,
+                    service: r.get(10)?,
+                    namespace: r.get(11)?,
+                    previous_revision: r.get(12)?,
+                    new_revision: r.get(13)?,
+                    detail: r.get(14)?,
+                })
+            })
+            .map_err(q("reading the audit trail"))?;
+        rows.collect::<Result<_, _>>().map_err(q("reading the audit trail"))
     }
 
     /// Whether `delivery_id` has been accepted before (as a command or a rejection).

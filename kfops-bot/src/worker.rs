@@ -36,6 +36,7 @@ use async_trait::async_trait;
 use tokio::sync::{Notify, Semaphore};
 
 use kfops_core::command::Command;
+use kfops_core::deploy::{DeployRequest, Environment};
 use kfops_core::image::{BuiltImage, ImageSpec};
 use kfops_core::pipeline::{
     CompiledPipeline, PipelineSource, PipelineVersion, RunId, RunInfo, RunRequest, SourceInfo, VersionName,
@@ -85,6 +86,10 @@ pub struct Services {
     pub policy: Policy,
     /// Parent of the per-command checkouts.
     pub workdir_root: PathBuf,
+    /// Deploy settings of the bot; `None` refuses deploy commands.
+    pub deploy: Option<crate::deploy::DeploySection>,
+    /// Connects deploy targets (KServe); used when `deploy` is set.
+    pub deployers: Option<Arc<dyn crate::deploy::DeployTargets>>,
     /// The bot's own login (to find comments it posted before a crash).
     pub bot_login: String,
     /// How often a running pipeline run is polled.
@@ -120,6 +125,8 @@ struct DispatchState {
     rejections_running: bool,
     /// After a transient failure to answer an invalid command, wait until then.
     rejections_not_before: Option<Instant>,
+    /// Queue positions already shown to waiting deploys.
+    announced: HashMap<i64, usize>,
     tasks: tokio::task::JoinSet<()>,
 }
 
@@ -208,11 +215,26 @@ impl Dispatcher {
             }
         }
         // Ordered by id: the first unfinished command of a PR is the only one
-        // of that PR that may run; later ones wait for it.
+        // of that PR that may run; later ones wait for it. Deploys also queue
+        // per repository and environment: one at a time, in order, and the
+        // waiting ones are told their position.
         let mut seen_prs = HashSet::new();
+        let mut deploy_queues: HashMap<(String, Environment), usize> = HashMap::new();
         for record in unfinished {
             let key = (record.event.pr.repo.to_string(), record.event.pr.number);
-            if !seen_prs.insert(key) {
+            let first_in_pr = seen_prs.insert(key);
+            let ahead = deploy_environment(&record.event.command).map(|env| {
+                let n = deploy_queues.entry((record.event.pr.repo.to_string(), env)).or_insert(0);
+                *n += 1;
+                (env, *n - 1)
+            });
+            if !first_in_pr {
+                continue;
+            }
+            if let Some((env, ahead)) = ahead
+                && ahead > 0
+            {
+                self.announce_queued(&record, env, ahead);
                 continue;
             }
             let mut st = self.lock();
@@ -245,6 +267,58 @@ impl Dispatcher {
                 me.work.notify_one();
             });
         }
+    }
+
+    /// Tell a waiting deploy how many deploys are ahead of it (once per change).
+    fn announce_queued(self: &Arc<Self>, record: &CommandRecord, env: Environment, ahead: usize) {
+        let mut st = self.lock();
+        if st.running.contains(&record.id) || st.announced.get(&record.id) == Some(&ahead) {
+            return;
+        }
+        st.announced.insert(record.id, ahead);
+        st.running.insert(record.id);
+        let me = Arc::clone(self);
+        let record = record.clone();
+        st.tasks.spawn(async move {
+            let s = &me.services;
+            let report = StatusReport {
+                ledger_id: record.id,
+                command: record.event.command.clone(),
+                author: record.event.author.clone(),
+                sha: None,
+                stage: ReportStage::Queued,
+                run_url: None,
+                parameters: Vec::new(),
+                outcome: None,
+                metrics: Vec::new(),
+                problems: Vec::new(),
+                progress: Some(format!(
+                    "waiting in the {env} deploy queue: {ahead} deploy{} ahead of this one",
+                    if ahead == 1 { "" } else { "s" }
+                )),
+                facts: Vec::new(),
+            };
+            let body = render(&report, s.scm.max_comment_chars().unwrap_or(DEFAULT_MAX_COMMENT));
+            let pr = record.event.pr.clone();
+            let shown = match &record.status_comment {
+                Some(c) => s.scm.edit_comment(&pr, &CommentId(c.clone()), &body).await,
+                None => match s.scm.post_comment(&pr, &body).await {
+                    Ok(cid) => {
+                        let id = record.id;
+                        s.ledger(move |st| st.set_status_comment(id, &cid.0)).await.map_err(|f| {
+                            kfops_core::Error::new(ErrorKind::Other, format!("{}: {}", f.summary, f.detail))
+                        })
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            let mut st = me.lock();
+            st.running.remove(&record.id);
+            if shown.is_err() {
+                // Say it again on a later pass.
+                st.announced.remove(&record.id);
+            }
+        });
     }
 
     /// Answer invalid commands. `true` when a transient failure means "try again later".
@@ -283,6 +357,15 @@ impl Dispatcher {
             }
         }
         false
+    }
+}
+
+/// The environment a command deploys to, if it is a deploy.
+fn deploy_environment(command: &Command) -> Option<Environment> {
+    match command {
+        Command::Deploy { .. } => Some(Environment::Production),
+        Command::StagingDeploy { .. } => Some(Environment::Staging),
+        Command::Build | Command::Run | Command::BuildRun => None,
     }
 }
 
@@ -443,7 +526,9 @@ impl Services {
                     self.record(id, Stage::Finished, CommandState::Denied, why).await?;
                     return Ok("denied");
                 }
-                if matches!(event.command, Command::Deploy { .. } | Command::StagingDeploy { .. }) {
+                if matches!(event.command, Command::Deploy { .. } | Command::StagingDeploy { .. })
+                    && (self.deploy.is_none() || self.deployers.is_none())
+                {
                     let why = format!(
                         "`{}` is not available on this bot: it has no deployment target configured, so it \
                          cannot deploy models. Ask the bot's operators to configure one.",
@@ -479,6 +564,7 @@ impl Services {
                 metrics: Vec::new(),
                 problems: Vec::new(),
                 progress: None,
+                facts: Vec::new(),
             },
             comment: record.status_comment.clone().map(CommentId),
             started: Instant::now(),
@@ -571,15 +657,14 @@ impl Job<'_> {
         starting_run: Option<String>,
     ) -> Result<bool, Failure> {
         let command = record.event.command.clone();
-        let wants_run = match command {
+        let wants_run = match &command {
             Command::Build => false,
             Command::Run | Command::BuildRun => true,
-            Command::Deploy { .. } | Command::StagingDeploy { .. } => {
-                return Err(Failure::new(
-                    format!("`{command}` is not available on this bot"),
-                    "This kfops-bot has no deployment target configured, so it cannot deploy models. \
-                     Ask the bot's operators to configure one, or deploy with your usual tooling.",
-                ));
+            Command::Deploy { run_id, force } => {
+                return self.deploy(pr, sha, Environment::Production, run_id.as_deref(), *force).await;
+            }
+            Command::StagingDeploy { run_id } => {
+                return self.deploy(pr, sha, Environment::Staging, run_id.as_deref(), false).await;
             }
         };
         if let Some(run_id) = &record.run_id {
@@ -648,6 +733,276 @@ impl Job<'_> {
         self.report.run_url.clone_from(&handle.web_url);
         self.show().await?;
         self.watch(handle.id).await
+    }
+
+    /// Check the PR and the run, then roll the run's model out.
+    async fn deploy(
+        &mut self,
+        pr: &PullRequest,
+        pinned: &str,
+        environment: Environment,
+        run_flag: Option<&str>,
+        force: bool,
+    ) -> Result<bool, Failure> {
+        let (Some(section), Some(deployers)) = (self.s.deploy.clone(), self.s.deployers.clone()) else {
+            return Err(Failure::new("deploys are not enabled on this bot", "the bot has no `deploy` section"));
+        };
+        self.stage(ReportStage::Checking, Stage::Checking, format!("{environment} deploy")).await?;
+
+        // The run, from the ledger (not from comments).
+        let pr_ref = self.pr.clone();
+        let run = match run_flag {
+            Some(id) => {
+                let (p, r) = (pr_ref.clone(), id.to_owned());
+                self.s.ledger(move |s| s.run_of_pr(&p, &r)).await?.ok_or_else(|| {
+                    Failure::new(
+                        format!("run `{id}` is not a succeeded run of this pull request"),
+                        "Only runs started from this PR (by `/run` or `/build_run`) and finished successfully can \
+                         be deployed from it. Leave out `--run-id` to deploy the latest one.",
+                    )
+                })?
+            }
+            None => {
+                let p = pr_ref.clone();
+                self.s.ledger(move |s| s.last_run(&p)).await?.ok_or_else(|| {
+                    Failure::new(
+                        "this pull request has no succeeded run yet",
+                        "Comment `/build_run` and deploy once the run succeeded.",
+                    )
+                })?
+            }
+        };
+        let run_id = run.run_id.clone().unwrap_or_default();
+        let run_sha = run.sha.clone().unwrap_or_default();
+        self.report.facts.push(("run".into(), format!("{run_id} (from {})", run_sha.get(..12).unwrap_or(&run_sha))));
+
+        // Production: the PR must be fit to merge, checked before anything is deployed.
+        if environment == Environment::Production {
+            if !force {
+                let behind = self
+                    .s
+                    .scm
+                    .is_behind_base(&pr_ref)
+                    .await
+                    .map_err(|e| Failure::from_error("comparing the PR with its base", &e))?;
+                if behind {
+                    return Err(Failure::new(
+                        "the pull request is behind its base branch",
+                        format!(
+                            "`{}` has commits this PR does not. Merge or rebase them, run `/build_run` again and \
+                             deploy that run, or deploy anyway with `/deploy --force`.",
+                            pr.base_ref
+                        ),
+                    ));
+                }
+                if !run_sha.eq_ignore_ascii_case(pinned) {
+                    return Err(Failure::new(
+                        "the run was not built from the PR's head",
+                        format!(
+                            "Run `{run_id}` was built from {} but the PR is at {}; merging would ship code the \
+                             model was not trained with. Run `/build_run` again, or deploy anyway with \
+                             `/deploy --force`.",
+                            run_sha.get(..12).unwrap_or(&run_sha),
+                            pinned.get(..12).unwrap_or(pinned)
+                        ),
+                    ));
+                }
+            }
+            let mut mergeable = pr.mergeable;
+            for _ in 0..5 {
+                if mergeable.is_some() {
+                    break;
+                }
+                // GitHub computes mergeability in the background.
+                tokio::time::sleep(self.s.poll_interval.max(std::time::Duration::from_millis(200))).await;
+                mergeable = self
+                    .s
+                    .scm
+                    .pull_request(&pr_ref)
+                    .await
+                    .map_err(|e| Failure::from_error("reading the PR", &e))?
+                    .mergeable;
+            }
+            match mergeable {
+                Some(true) => {}
+                Some(false) => {
+                    return Err(Failure::new(
+                        "the pull request cannot be merged",
+                        "GitHub reports conflicts or unmet merge requirements; resolve them and deploy again.",
+                    ));
+                }
+                None => {
+                    return Err(Failure {
+                        summary: "GitHub has not computed whether the pull request can be merged".into(),
+                        detail: "It usually takes a few seconds; the deploy is retried.".into(),
+                        transient: true,
+                    });
+                }
+            }
+        }
+
+        // The repository's deployment settings, at the commit the run was built from.
+        let dir = self.s.workdir_root.join(format!("command-{}", self.id));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| Failure {
+            summary: "creating the workdir".into(),
+            detail: format!("{}: {e}", dir.display()),
+            transient: true,
+        })?;
+        let workdir = Workdir(dir);
+        let mut at_run = pr.clone();
+        at_run.head_sha = Sha(run_sha.clone());
+        self.s
+            .scm
+            .checkout(&at_run, &workdir.0)
+            .await
+            .map_err(|e| Failure::from_error(&format!("checking out {}", run_sha.get(..12).unwrap_or(&run_sha)), &e))?;
+        let loaded = kfops_config::ConfigLoader::new(&workdir.0).load().map_err(|e| {
+            let prefix = format!("{}/", workdir.0.display());
+            Failure::new("the repository's kfops configuration is invalid", e.to_string().replace(&prefix, ""))
+        })?;
+        let settings = crate::deploy::settings(
+            &loaded,
+            environment,
+            &section,
+            &crate::deploy::Vars {
+                run_id: run_id.clone(),
+                version_id: run.pipeline_version.as_deref().and_then(|v| v.split('/').nth(1)).map(str::to_owned),
+                sha: run_sha.clone(),
+                pr: self.pr.number,
+                command_id: self.id,
+            },
+        )
+        .map_err(|why| Failure::new("the deployment cannot be prepared", why))?;
+        drop(workdir);
+        self.report.facts.push(("model".into(), settings.storage_uri.clone()));
+        self.report
+            .facts
+            .push(("service".into(), format!("{} in namespace {}", settings.service_name, settings.namespace)));
+
+        // One deploy of this environment at a time is the dispatcher's job; the audit trail starts here.
+        let start = crate::store::DeployStart {
+            command_id: self.id,
+            environment: environment.to_string(),
+            pr: self.pr.clone(),
+            sha: run_sha.clone(),
+            run_id: run_id.clone(),
+            requested_by: self.report.author.clone(),
+        };
+        self.s.ledger(move |s| s.start_deploy(&start)).await?;
+        self.stage(ReportStage::Deploying, Stage::Deploying, format!("{environment}: {}", settings.service_name))
+            .await?;
+        let (service, namespace) = (settings.service_name.clone(), settings.namespace.clone());
+        let target = deployers.target(settings).await.map_err(|e| Failure::from_error("connecting to the cluster", &e));
+        let target = match target {
+            Ok(t) => t,
+            Err(f) => {
+                self.audit_end(false, &service, &namespace, None, None, &f.detail).await?;
+                return Err(f);
+            }
+        };
+        let request = DeployRequest {
+            environment,
+            run_id: RunId(run_id.clone()),
+            version_id: None,
+            pr: Some(self.pr.clone()),
+            sha: Some(Sha(run_sha.clone())),
+        };
+        let progress = crate::deploy::ProgressLine::default();
+        let rollout = target.deploy(request, &progress);
+        tokio::pin!(rollout);
+        let result = loop {
+            tokio::select! {
+                r = &mut rollout => break r,
+                () = progress.changed() => {
+                    self.report.progress = progress.latest();
+                    let _ = self.show().await;
+                }
+            }
+        };
+        self.report.progress = None;
+        let outcome = match result {
+            Ok(o) => o,
+            Err(e) => {
+                // The target rolled back before returning; its message says what failed and how it ended.
+                self.audit_end(false, &service, &namespace, None, None, &e.to_string()).await?;
+                return Err(Failure::new(format!("the {environment} deploy failed"), e.to_string()));
+            }
+        };
+        let revision_line = match (&outcome.previous_revision, &outcome.revision) {
+            (Some(prev), Some(new)) => format!("{new} (was {prev})"),
+            (None, Some(new)) => format!("{new} (first deploy)"),
+            _ => if outcome.created { "created" } else { "updated" }.to_owned(),
+        };
+        self.report.facts.push(("revision".into(), revision_line));
+        for line in &outcome.checks {
+            self.report.facts.push(("inference check".into(), line.clone()));
+        }
+        if let Some(url) = &outcome.url {
+            self.report.facts.push(("url".into(), url.clone()));
+        }
+        self.audit_end(
+            true,
+            &outcome.service,
+            &outcome.namespace,
+            outcome.previous_revision.clone(),
+            outcome.revision.clone(),
+            &outcome.checks.join("; "),
+        )
+        .await?;
+
+        // Labels: this PR carries the environment's label, no other PR does.
+        let label = kfops_core::scm::Label {
+            name: environment.label().to_owned(),
+            color: if environment == Environment::Production { "0e8a16" } else { "fbca04" }.to_owned(),
+        };
+        let others =
+            self.s.scm.prs_with_label(&pr_ref.repo, &label.name).await.map_err(|e| Failure::from_error("labels", &e))?;
+        for other in others.iter().filter(|p| p.number != pr_ref.number) {
+            self.s
+                .scm
+                .remove_label(other, &label.name)
+                .await
+                .map_err(|e| Failure::from_error(&format!("removing `{}` from {other}", label.name), &e))?;
+        }
+        self.s.scm.add_label(&pr_ref, &label).await.map_err(|e| Failure::from_error("labelling the PR", &e))?;
+        self.report.facts.push(("label".into(), label.name.clone()));
+
+        if environment == Environment::Production {
+            self.s.scm.merge(&pr_ref, &Sha(pinned.to_owned())).await.map_err(|e| {
+                Failure::new(
+                    "deployed, but the pull request could not be merged",
+                    format!("{e}. The model is live; merge the PR by hand (its head moved, or GitHub refused)."),
+                )
+            })?;
+            let after = self.s.scm.pull_request(&pr_ref).await.map_err(|e| Failure::from_error("reading the PR", &e))?;
+            if after.is_open {
+                self.s.scm.close(&pr_ref).await.map_err(|e| Failure::from_error("closing the PR", &e))?;
+            }
+            self.report.facts.push(("merged".into(), format!("at {}", pinned.get(..12).unwrap_or(pinned))));
+        }
+        Ok(true)
+    }
+
+    async fn audit_end(
+        &self,
+        succeeded: bool,
+        service: &str,
+        namespace: &str,
+        previous_revision: Option<String>,
+        new_revision: Option<String>,
+        detail: &str,
+    ) -> Result<(), Failure> {
+        let end = crate::store::DeployEnd {
+            outcome: if succeeded { "succeeded" } else { "failed" }.to_owned(),
+            service: Some(service.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            previous_revision,
+            new_revision,
+            detail: detail.to_owned(),
+        };
+        let id = self.id;
+        self.s.ledger(move |s| s.finish_deploy(id, &end)).await
     }
 
     /// Check out, load the configuration, compile, check, build images, publish.

@@ -20,6 +20,7 @@ fn report() -> StatusReport {
         metrics: vec![],
         problems: vec![],
         progress: None,
+        facts: vec![],
     }
 }
 
