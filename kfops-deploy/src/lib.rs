@@ -10,6 +10,8 @@
 
 pub mod check;
 pub mod error;
+pub mod kserve;
+pub mod manifest;
 pub mod storage;
 
-pub use error::{CheckError, TemplateError};
+pub use error::{CheckError, DeployError, TemplateError};
