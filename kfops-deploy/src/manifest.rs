@@ -417,7 +417,7 @@ fn check_object(schema: &Value, obj: &Map<String, Value>, path: &str, errors: &m
     if let Some(required) = schema["required"].as_array() {
         for key in required.iter().filter_map(Value::as_str) {
             if !obj.contains_key(key) {
-                errors.push(format!("{}: missing required field `{key}`", join(path, key)));
+                errors.push(format!("{}: required field is missing", join(path, key)));
             }
         }
     }
