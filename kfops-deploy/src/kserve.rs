@@ -257,8 +257,11 @@ impl KserveTarget {
                     c if c >= 500 || c == 429 => ErrorKind::Unavailable,
                     _ => ErrorKind::Other,
                 };
-                let verdict = if s.code == 400 || s.code == 422 { "rejected" } else { "refused" };
-                let msg = format!("the API server {verdict} {action} ({} {}): {}", s.code, s.reason, s.message);
+                let msg = if s.code == 400 || s.code == 422 {
+                    format!("the API server rejected {action} ({} {}): {}", s.code, s.reason, s.message)
+                } else {
+                    format!("{action} failed: the API server answered {} {}: {}", s.code, s.reason, s.message)
+                };
                 (kind, msg, s.code >= 500)
             }
             other => (ErrorKind::Unavailable, format!("{action} failed: {other}"), true),

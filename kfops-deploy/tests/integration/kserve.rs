@@ -83,6 +83,8 @@ struct Fake {
     reads_until_ready: u32,
     seen: Vec<Seen>,
     invalid: Vec<String>,
+    /// From this apply on (0-based), applies fail with this status code.
+    failing_applies: Option<(usize, u16)>,
 }
 
 impl Fake {
@@ -99,6 +101,7 @@ impl Fake {
             reads_until_ready: 0,
             seen: Vec::new(),
             invalid: Vec::new(),
+            failing_applies: None,
         }
     }
 
@@ -272,6 +275,19 @@ impl Fake {
                 assert_eq!(content_type, "application/apply-patch+yaml");
                 if let Err(errors) = validate(&body) {
                     self.invalid.extend(errors);
+                }
+                let index = self.seen.iter().filter(|s| s.method == "PATCH").count() - 1;
+                if let Some((from, code)) = self.failing_applies
+                    && index >= from
+                {
+                    let (reason, message) = match code {
+                        403 => (
+                            "Forbidden",
+                            "inferenceservices.serving.kserve.io \"iris\" is forbidden: User \"system:serviceaccount:kfops:bot\" cannot patch resource",
+                        ),
+                        _ => ("InternalError", "Internal error occurred: etcdserver: request timed out"),
+                    };
+                    return (code, status(code, reason, message));
                 }
                 let uri = body["spec"]["predictor"]["model"]["storageUri"].as_str().unwrap_or_default();
                 if behaviour(uri) == Behaviour::Reject {
@@ -676,4 +692,44 @@ async fn switching_the_mode_of_an_existing_service_is_refused() {
         err.message()
     );
     assert_eq!(run.fake.lock().expect("lock").methods(), ["GET"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_rollback_is_reported() {
+    let mut fake = Fake::existing(DeploymentMode::Knative);
+    fake.failing_applies = Some((1, 403));
+    let run = deploy(fake, settings(DeploymentMode::Knative, V2), true).await;
+    let err = run.result.expect_err("fails");
+    let msg = err.message();
+    assert!(msg.starts_with("the inference check of revision iris-predictor-00002"), "{msg}");
+    assert!(
+        msg.ends_with(
+            "; rollback failed: re-applying the previous spec of InferenceService staging/iris failed: the API server \
+             answered 403 Forbidden: inferenceservices.serving.kserve.io \"iris\" is forbidden: User \
+             \"system:serviceaccount:kfops:bot\" cannot patch resource"
+        ),
+        "{msg}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_apply_with_unknown_outcome_is_rolled_back() {
+    let mut fake = Fake::existing(DeploymentMode::Knative);
+    fake.failing_applies = Some((0, 500));
+    let run = deploy(fake, settings(DeploymentMode::Knative, V2), false).await;
+    let err = run.result.expect_err("fails");
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    let msg = err.message();
+    assert!(
+        msg.starts_with(
+            "applying the canary to InferenceService staging/iris failed: the API server answered 500 InternalError: \
+             Internal error occurred: etcdserver: request timed out; rollback failed: re-applying the previous spec"
+        ),
+        "{msg}"
+    );
+    let fake = run.fake.lock().expect("lock");
+    let applied = fake.applied();
+    assert_eq!(applied.len(), 2, "the canary and the attempted rollback");
+    assert_eq!(storage(applied[1]), V1);
+    assert!(run.checks.is_empty());
 }
