@@ -7,7 +7,8 @@
 //! annotation (always explicit: the controller's built-in default changed
 //! between KServe versions) and, in Knative mode,
 //! `serving.kserve.io/enable-tag-routing: "true"` so the new revision can be
-//! checked through its own `latest` tag URL before it gets traffic.
+//! checked through its own `latest` tag URL before it gets traffic. The
+//! storage URI's scheme must be one KServe supports ([`STORAGE_SCHEMES`]).
 //!
 //! A manifest template (`manifest_template`) gives full control over the
 //! object. Its variables are `{run_id}`, `{version_id}`, `{sha}`, `{pr}`,
@@ -44,12 +45,34 @@ pub const TAG_ROUTING_ANNOTATION: &str = "serving.kserve.io/enable-tag-routing";
 /// The variables a manifest template may use.
 pub const TEMPLATE_VARIABLES: [&str; 7] =
     ["run_id", "version_id", "sha", "pr", "storage_uri", "service_name", "namespace"];
+/// The storage-URI schemes KServe's storage initializer accepts (`SupportedStorageURIPrefixList`).
+pub const STORAGE_SCHEMES: [&str; 12] = [
+    "gs://",
+    "s3://",
+    "pvc://",
+    "file://",
+    "https://",
+    "http://",
+    "hdfs://",
+    "webhdfs://",
+    "hf://",
+    "oci://",
+    "oci+native://",
+    "oci+fetch://",
+];
 /// The CRD file, relative to the directory that holds the workspace.
 pub const CRD_FILE: &str = "shared/reference/kserve/serving.kserve.io_inferenceservices.yaml";
 
 /// The InferenceService to apply for `settings` and the deploy's `vars`
 /// (without `canaryTrafficPercent`: the rollout adds it).
 pub fn build(settings: &KserveSettings, vars: &TemplateVars) -> Result<Value, DeployError> {
+    if !STORAGE_SCHEMES.iter().any(|p| settings.storage_uri.starts_with(p)) {
+        return Err(DeployError::Manifest(format!(
+            "the storage URI `{}` has a scheme KServe cannot download from; supported: {}",
+            settings.storage_uri,
+            STORAGE_SCHEMES.join(", ")
+        )));
+    }
     let mut manifest = match &settings.manifest_template {
         Some(template) => from_template(template, settings, vars)?,
         None => default_manifest(settings),

@@ -165,6 +165,16 @@ fn bad_templates_are_explained() {
         template_error(&TEMPLATE.replace("{{name: sklearn}}", "{{name: sklearn"), DeploymentMode::Knative, vars());
     assert!(err.contains("not valid YAML"), "{err}");
 
+    let mut s = settings(DeploymentMode::Knative);
+    s.storage_uri = "ftp://models/run-42/".into();
+    let err = build(&s, &vars()).expect_err("scheme").to_string();
+    assert!(
+        err.starts_with(
+            "the storage URI `ftp://models/run-42/` has a scheme KServe cannot download from; supported: gs://, s3://"
+        ),
+        "{err}"
+    );
+
     // A value can never inject YAML.
     let mut s = settings(DeploymentMode::Knative);
     s.storage_uri = "s3://m/x\n    runtime: evil".into();
