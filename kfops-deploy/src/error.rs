@@ -75,3 +75,41 @@ pub enum CheckError {
         actual: String,
     },
 }
+
+/// Why a KServe deploy could not be prepared or carried out.
+///
+/// [`crate::kserve::KserveTarget`] turns these into a [`kfops_core::Error`]
+/// (with the rollback result) at the trait boundary.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeployError {
+    /// The manifest template (or a value substituted into it) is invalid.
+    #[error("manifest template: {0}")]
+    Template(#[from] TemplateError),
+    /// The rendered manifest template is not YAML describing one object.
+    #[error("the rendered manifest template is not valid YAML: {0}")]
+    Yaml(String),
+    /// The manifest does not describe the configured InferenceService.
+    #[error("{0}")]
+    Manifest(String),
+    /// No Kubernetes client could be configured (kubeconfig context or in-cluster).
+    #[error("cannot configure the Kubernetes client: {0}")]
+    Connect(String),
+    /// The CRD schema used to validate manifests cannot be loaded.
+    #[error("cannot load the InferenceService CRD schema from {path}: {reason}")]
+    Schema {
+        /// Where it was looked for.
+        path: String,
+        /// Why it could not be used.
+        reason: String,
+    },
+    /// A Kubernetes API call failed.
+    #[error("{action} failed: {source}")]
+    Kube {
+        /// What was being done, e.g. `applying InferenceService staging/iris`.
+        action: String,
+        /// The client's error.
+        #[source]
+        source: Box<kube::Error>,
+    },
+}

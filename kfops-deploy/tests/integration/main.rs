@@ -1,5 +1,8 @@
 //! Integration tests of kfops-deploy.
 
+mod kserve;
+mod manifest;
+
 use kfops_deploy::TemplateError;
 use kfops_deploy::storage::{DEFAULT_STORAGE_URI, StorageUriTemplate, TemplateVars};
 
