@@ -1,5 +1,7 @@
 //! Integration tests of kfops-deploy.
 
+mod check;
+
 use kfops_deploy::TemplateError;
 use kfops_deploy::storage::{DEFAULT_STORAGE_URI, StorageUriTemplate, TemplateVars};
 
