@@ -74,6 +74,17 @@ pub enum CheckError {
         /// What the model answered there.
         actual: String,
     },
+    /// A prediction request got no (complete) answer within the limit.
+    #[error("{what} timed out after {} ms", limit.as_millis())]
+    Timeout {
+        /// Which request, e.g. `prediction request 1 (POST /v2/models/iris/infer)`.
+        what: String,
+        /// The limit.
+        limit: std::time::Duration,
+    },
+    /// The HTTP client could not be built.
+    #[error("the HTTP client for the inference check could not be built: {0}")]
+    Client(String),
 }
 
 /// Why a KServe deploy could not be prepared or carried out.

@@ -3,7 +3,7 @@
 //! ```text
 //! cargo xtask codegen [--check]   write (or check) generated files
 //! cargo xtask tidy                check the architecture invariants
-//! cargo xtask test                set up the Python venv with kfp and the npm reference packages, then run every test
+//! cargo xtask test                set up the Python venvs (kfp; kserve) and the npm reference packages, then run every test
 //! cargo xtask demo                the README's main job on examples/
 //! cargo xtask bench local [--reps N]  local runner vs kfp.local → BENCHMARKS.md
 //! cargo xtask bench kfp [--reps N]    kfc build-run vs the kfp CLI against the KFP test server → BENCHMARKS.md
@@ -38,7 +38,8 @@ fn main() -> ExitCode {
         },
         Some("measure") => run_measure(&args[1..]),
         Some("venv") => ensure_venv(&root).map(|p| println!("{}", p.display())),
-        _ => Err("usage: cargo xtask <codegen [--check] | tidy | test [cargo test args] | demo | bench local|kfp [--reps N] | bench bot | venv>".into()),
+        Some("venv-kserve") => ensure_kserve_venv(&root).map(|p| println!("{}", p.display())),
+        _ => Err("usage: cargo xtask <codegen [--check] | tidy | test [cargo test args] | demo | bench local|kfp [--reps N] | bench bot | venv | venv-kserve>".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -116,6 +117,46 @@ fn ensure_venv(root: &Path) -> Result<PathBuf, String> {
     Ok(python)
 }
 
+/// The second virtualenv, `.venv-kserve`, with the pinned `kserve` model server and scikit-learn: the
+/// inference check's integration tests train an iris model and serve it with the real KServe server.
+/// Created on first use; when present with the pinned versions, only the version check runs.
+fn ensure_kserve_venv(root: &Path) -> Result<PathBuf, String> {
+    const KSERVE_VERSION: &str = "0.21.0";
+    const SKLEARN_VERSION: &str = "1.9.1";
+    const JOBLIB_VERSION: &str = "1.6.0";
+    let venv = root.join(".venv-kserve");
+    let python = venv.join("bin/python");
+    let check = format!(
+        "import sys; from importlib.metadata import version as v; \
+         sys.exit(0 if (v('kserve'), v('scikit-learn'), v('joblib')) == \
+         ('{KSERVE_VERSION}', '{SKLEARN_VERSION}', '{JOBLIB_VERSION}') else 1)"
+    );
+    let ready = Command::new(&python).args(["-c", &check]).output().is_ok_and(|o| o.status.success());
+    if ready {
+        return Ok(python);
+    }
+    eprintln!(
+        "xtask: creating {} with kserve=={KSERVE_VERSION}, scikit-learn=={SKLEARN_VERSION} and joblib=={JOBLIB_VERSION} (once)",
+        venv.display()
+    );
+    let system_python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    status(Command::new(&system_python).args(["-m", "venv"]).arg(&venv), "creating the kserve virtualenv")?;
+    status(
+        Command::new(&python).args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            &format!("kserve=={KSERVE_VERSION}"),
+            &format!("scikit-learn=={SKLEARN_VERSION}"),
+            &format!("joblib=={JOBLIB_VERSION}"),
+        ]),
+        "installing kserve, scikit-learn and joblib",
+    )?;
+    Ok(python)
+}
+
 /// The npm reference packages the tests validate against, installed into
 /// `.npm-ref/` on first use. Returns the `node_modules` directory.
 fn ensure_npm_refs(root: &Path) -> Result<PathBuf, String> {
@@ -147,6 +188,7 @@ fn ensure_npm_refs(root: &Path) -> Result<PathBuf, String> {
 
 fn run_tests(root: &Path, extra: &[String]) -> Result<(), String> {
     let python = ensure_venv(root)?;
+    let kserve_python = ensure_kserve_venv(root)?;
     let npm_refs = ensure_npm_refs(root)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     status(
@@ -154,6 +196,7 @@ fn run_tests(root: &Path, extra: &[String]) -> Result<(), String> {
             .args(["test", "--workspace", "--locked"])
             .args(extra)
             .env("KFOPS_PYTHON", &python)
+            .env("KFOPS_KSERVE_PYTHON", &kserve_python)
             .env("KFOPS_NPM_REFS", &npm_refs)
             .current_dir(root),
         "cargo test",

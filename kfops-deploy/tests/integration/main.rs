@@ -1,5 +1,6 @@
 //! Integration tests of kfops-deploy.
 
+mod check;
 mod kserve;
 mod manifest;
 
