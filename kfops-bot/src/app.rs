@@ -21,6 +21,7 @@ use kfops_scm::github::{GithubWebhooks, RepoAllowlist};
 use kfops_scm::signature::SignatureVerifier;
 
 use crate::config::{BotConfig, SandboxKind};
+use crate::deploy::{DeployTargets, KserveTargets};
 use crate::error::BotError;
 use crate::images::ConfiguredImageBuilds;
 use crate::server::{AppState, router, serve as serve_http};
@@ -67,6 +68,7 @@ pub fn kubeflow_config(config: &BotConfig) -> Result<KfpConfig, BotError> {
 pub async fn run(
     config: BotConfig,
     scm: Arc<dyn ScmProvider>,
+    deployers: Option<Arc<dyn DeployTargets>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     on_listening: impl FnOnce(SocketAddr),
 ) -> Result<(), BotError> {
@@ -113,6 +115,8 @@ pub async fn run(
         store: Arc::clone(&store),
         policy: config.policy.clone(),
         workdir_root: work_root,
+        deploy: config.deploy.clone(),
+        deployers,
         bot_login: config.bot_login(),
         poll_interval: config.workers.poll_interval(),
         metrics: state.metrics(),
@@ -165,6 +169,15 @@ pub async fn shutdown_signal() {
         () = term => {}
     }
     log("shutting down");
+}
+
+/// KServe deploy targets when `deploy:` is configured.
+pub fn kserve_deployers(config: &BotConfig) -> Result<Option<Arc<dyn DeployTargets>>, BotError> {
+    if config.deploy.is_none() {
+        return Ok(None);
+    }
+    let checker = kfops_deploy::check::HttpInferenceCheck::new().map_err(|e| BotError::Setup(e.to_string()))?;
+    Ok(Some(Arc::new(KserveTargets::new(Arc::new(checker)))))
 }
 
 /// The compiler sandbox from `workers:` (`None` when switched off).

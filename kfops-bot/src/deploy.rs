@@ -53,7 +53,10 @@ impl std::fmt::Debug for KserveTargets {
 #[async_trait]
 impl DeployTargets for KserveTargets {
     async fn target(&self, settings: KserveSettings) -> Result<Arc<dyn DeployTarget>, Error> {
-        Ok(Arc::new(KserveTarget::connect(settings, Arc::clone(&self.checker)).await?))
+        let target = KserveTarget::connect(settings, Arc::clone(&self.checker))
+            .await
+            .map_err(|e| Error::new(kfops_core::ErrorKind::Unavailable, format!("connecting to Kubernetes: {e}")))?;
+        Ok(Arc::new(target))
     }
 }
 

@@ -30,6 +30,21 @@ enum Commands {
         #[arg(long, short = 'c', env = "KFOPS_BOT_CONFIG")]
         config: PathBuf,
     },
+    /// Print the deploy audit trail (who deployed which run of which PR where, and how it ended).
+    Audit {
+        /// The bot configuration file (for the state directory)
+        #[arg(long, short = 'c', env = "KFOPS_BOT_CONFIG")]
+        config: PathBuf,
+        /// Only this repository (`owner/name`)
+        #[arg(long)]
+        repo: Option<String>,
+        /// At most this many deploys, newest first
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a configuration file and read its secrets, then exit (0 when usable).
     CheckConfig {
         /// The bot configuration file
@@ -65,8 +80,48 @@ fn run(cli: Cli) -> Result<(), BotError> {
                 .map_err(|source| BotError::Io { what: "starting the runtime".into(), source })?;
             runtime.block_on(async {
                 let scm = kfops_bot::app::github_provider(&config)?;
-                kfops_bot::app::run(config, scm, kfops_bot::app::shutdown_signal(), |_| {}).await
+                let deployers = kfops_bot::app::kserve_deployers(&config)?;
+                kfops_bot::app::run(config, scm, deployers, kfops_bot::app::shutdown_signal(), |_| {}).await
             })
+        }
+        Commands::Audit { config, repo, limit, json } => {
+            let config = BotConfig::load(&config)?;
+            let store = kfops_bot::Store::open(&config.database_path())?;
+            let records = store.audit(repo.as_deref(), limit)?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                let _ = writeln!(out, "{}", serde_json::to_string_pretty(&records).unwrap_or_default());
+                return Ok(());
+            }
+            let _ = writeln!(
+                out,
+                "{:<20} {:<10} {:<24} {:<6} {:<12} {:<14} {:<10} {:<28} RUN",
+                "STARTED (UTC)", "ENV", "REPO", "PR", "SHA", "BY", "OUTCOME", "REVISION"
+            );
+            for r in records {
+                let revision = match (&r.previous_revision, &r.new_revision) {
+                    (Some(p), Some(n)) if p != n => format!("{p} → {n}"),
+                    (_, Some(n)) => n.clone(),
+                    _ => "-".into(),
+                };
+                let _ = writeln!(
+                    out,
+                    "{:<20} {:<10} {:<24} {:<6} {:<12} {:<14} {:<10} {:<28} {}",
+                    kfops_kubeflow::local::display_time(
+                        std::time::UNIX_EPOCH
+                            + std::time::Duration::from_millis(u64::try_from(r.started_at_ms).unwrap_or(0))
+                    ),
+                    r.environment,
+                    r.repo,
+                    r.pr_number,
+                    r.sha.get(..12).unwrap_or(&r.sha),
+                    r.requested_by,
+                    r.outcome.as_deref().unwrap_or("running"),
+                    revision,
+                    r.run_id
+                );
+            }
+            Ok(())
         }
         Commands::CheckConfig { config } => {
             let path = config;

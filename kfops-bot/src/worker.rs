@@ -956,8 +956,12 @@ impl Job<'_> {
             name: environment.label().to_owned(),
             color: if environment == Environment::Production { "0e8a16" } else { "fbca04" }.to_owned(),
         };
-        let others =
-            self.s.scm.prs_with_label(&pr_ref.repo, &label.name).await.map_err(|e| Failure::from_error("labels", &e))?;
+        let others = self
+            .s
+            .scm
+            .prs_with_label(&pr_ref.repo, &label.name)
+            .await
+            .map_err(|e| Failure::from_error("labels", &e))?;
         for other in others.iter().filter(|p| p.number != pr_ref.number) {
             self.s
                 .scm
@@ -975,7 +979,8 @@ impl Job<'_> {
                     format!("{e}. The model is live; merge the PR by hand (its head moved, or GitHub refused)."),
                 )
             })?;
-            let after = self.s.scm.pull_request(&pr_ref).await.map_err(|e| Failure::from_error("reading the PR", &e))?;
+            let after =
+                self.s.scm.pull_request(&pr_ref).await.map_err(|e| Failure::from_error("reading the PR", &e))?;
             if after.is_open {
                 self.s.scm.close(&pr_ref).await.map_err(|e| Failure::from_error("closing the PR", &e))?;
             }

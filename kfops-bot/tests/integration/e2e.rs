@@ -168,7 +168,7 @@ impl World {
 
     /// The ledger once every command is final (the final comment is edited
     /// just before the final ledger record, so the two are not simultaneous).
-    async fn settled_store(&self, bot: &Bot) -> Store {
+    async fn settled_store(&self, bot: &dyn BotHandle) -> Store {
         let store = self.store();
         let deadline = Instant::now() + Duration::from_secs(60);
         while !store.unfinished().expect("ledger").is_empty() {
@@ -188,7 +188,13 @@ impl World {
     }
 
     /// Wait until a bot comment on PR `number` satisfies `done`.
-    async fn wait_for_comment(&self, bot: &Bot, number: u64, what: &str, done: impl Fn(&str) -> bool) -> TestComment {
+    async fn wait_for_comment(
+        &self,
+        bot: &dyn BotHandle,
+        number: u64,
+        what: &str,
+        done: impl Fn(&str) -> bool,
+    ) -> TestComment {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Some(c) = self.bot_comments(number).into_iter().find(|c| done(&c.body)) {
@@ -202,6 +208,24 @@ impl World {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+/// A running bot, as the tests talk to it.
+pub(crate) trait BotHandle {
+    /// Where it listens.
+    fn addr(&self) -> std::net::SocketAddr;
+    /// Its log so far (for failure messages).
+    fn log(&self) -> String;
+}
+
+impl BotHandle for Bot {
+    fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().expect("log").clone()
     }
 }
 
@@ -245,10 +269,6 @@ impl Bot {
         Bot { child, addr, log }
     }
 
-    fn log(&self) -> String {
-        self.log.lock().expect("log").clone()
-    }
-
     /// SIGKILL: no shutdown, no cleanup.
     fn kill(mut self) {
         self.child.kill().expect("kill");
@@ -277,7 +297,7 @@ fn comment_delivery(action: &str, number: u64, comment_id: u64, user: &str, body
     serde_json::to_vec(&p).expect("json")
 }
 
-async fn deliver(bot: &Bot, delivery: &str, body: &[u8], signature: Option<String>) -> (u16, String) {
+async fn deliver(bot: &dyn BotHandle, delivery: &str, body: &[u8], signature: Option<String>) -> (u16, String) {
     let mut headers = vec![
         ("X-GitHub-Event", "issue_comment".to_owned()),
         ("X-GitHub-Delivery", delivery.to_owned()),
@@ -286,7 +306,7 @@ async fn deliver(bot: &Bot, delivery: &str, body: &[u8], signature: Option<Strin
     if let Some(s) = signature {
         headers.push(("X-Hub-Signature-256", s));
     }
-    super::request(bot.addr, "POST", "/webhooks/github", &headers, body).await
+    super::request(bot.addr(), "POST", "/webhooks/github", &headers, body).await
 }
 
 fn sign(body: &[u8]) -> Option<String> {
@@ -294,7 +314,7 @@ fn sign(body: &[u8]) -> Option<String> {
 }
 
 /// A human writes `text` on PR `number`, and GitHub delivers it.
-async fn command(world: &World, bot: &Bot, delivery: &str, number: u64, user: &str, text: &str) -> u64 {
+async fn command(world: &World, bot: &dyn BotHandle, delivery: &str, number: u64, user: &str, text: &str) -> u64 {
     let id = world.github.add_comment(OWNER, REPO, number, user, text);
     let body = comment_delivery("created", number, id, user, text);
     let (status, reply) = deliver(bot, delivery, &body, sign(&body)).await;
@@ -562,3 +582,5 @@ async fn commands_of_one_pr_run_in_order_while_other_prs_proceed_as_a_github_app
     assert!(world.github.requests().iter().any(|r| r.path.starts_with("/app/installations/99/access_tokens")));
     assert_eq!(world.github.violations(), Vec::<String>::new());
 }
+
+mod deploy;

@@ -400,8 +400,13 @@ fn terminate_process(pid: u32) -> Result<(), CoreError> {
 
 /// The current time as `YYYY-MM-DD HH:MM:SS` (UTC), for run display names.
 pub fn now_display() -> String {
-    let now = now_rfc3339();
-    now.get(..19).unwrap_or(&now).replace('T', " ")
+    display_time(std::time::SystemTime::now())
+}
+
+/// `time` as `YYYY-MM-DD HH:MM:SS` (UTC).
+pub fn display_time(time: std::time::SystemTime) -> String {
+    let text = util::rfc3339(time);
+    text.get(..19).unwrap_or(&text).replace('T', " ")
 }
 
 /// Make sure `path` is inside `root` when relative (used for `--root`).
