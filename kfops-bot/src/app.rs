@@ -116,6 +116,7 @@ pub async fn run(
         policy: config.policy.clone(),
         workdir_root: work_root,
         deploy: config.deploy.clone(),
+        busy_services: std::sync::Mutex::default(),
         deployers,
         bot_login: config.bot_login(),
         poll_interval: config.workers.poll_interval(),

@@ -64,10 +64,15 @@ impl DeployTargets for KserveTargets {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeploySection {
-    /// Namespaces repositories may deploy to; empty allows any the bot's credentials reach.
-    pub allowed_namespaces: Vec<String>,
-    /// kubeconfig contexts repositories may name; empty allows any.
-    pub allowed_contexts: Vec<String>,
+    /// Where production deploys may go; without namespaces, `/deploy` is refused.
+    pub production: EnvironmentLimits,
+    /// Where staging deploys may go; without namespaces, `/staging_deploy` is refused.
+    pub staging: EnvironmentLimits,
+    /// Storage-URI prefixes models may be loaded from (e.g. `s3://trained-models/`); empty allows any.
+    pub storage_uri_prefixes: Vec<String>,
+    /// Accept `deployment.manifest_template_path` (the repository then controls the whole predictor
+    /// pod: image, service account, volumes). Off by default.
+    pub allow_manifest_templates: bool,
     /// Where the inference check reaches predictors (e.g. the ingress gateway), with the
     /// service's host name as `Host` header; default: the URLs KServe reports.
     pub check_base_url: Option<String>,
@@ -75,36 +80,71 @@ pub struct DeploySection {
     pub check_timeout_seconds: u64,
     /// How often the InferenceService status is polled during a rollout, in seconds (default 2).
     pub poll_interval_seconds: f64,
+    /// Longest time a repository may ask a rollout to wait for readiness, in seconds (default 1800).
+    pub max_ready_timeout_seconds: u64,
+}
+
+/// `deploy.production` / `deploy.staging`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnvironmentLimits {
+    /// Namespaces repositories may deploy to in this environment (at least one to enable it).
+    pub namespaces: Vec<String>,
+    /// kubeconfig contexts repositories may name; empty allows only the default context.
+    pub contexts: Vec<String>,
 }
 
 impl Default for DeploySection {
     fn default() -> Self {
         DeploySection {
-            allowed_namespaces: Vec::new(),
-            allowed_contexts: Vec::new(),
+            production: EnvironmentLimits::default(),
+            staging: EnvironmentLimits::default(),
+            storage_uri_prefixes: Vec::new(),
+            allow_manifest_templates: false,
             check_base_url: None,
             check_timeout_seconds: 60,
             poll_interval_seconds: 2.0,
+            max_ready_timeout_seconds: 1800,
         }
     }
 }
 
 impl DeploySection {
-    /// Why `namespace` / `context` may not be deployed to, if they may not.
+    /// The limits of `environment`.
+    pub fn limits(&self, environment: Environment) -> &EnvironmentLimits {
+        match environment {
+            Environment::Production => &self.production,
+            Environment::Staging => &self.staging,
+        }
+    }
+
+    /// Why `namespace` / `context` may not be deployed to in `environment`, if they may not.
     pub fn refuse(&self, environment: Environment, namespace: &str, context: Option<&str>) -> Option<String> {
-        if !self.allowed_namespaces.is_empty() && !self.allowed_namespaces.iter().any(|n| n == namespace) {
+        let limits = self.limits(environment);
+        if limits.namespaces.is_empty() {
             return Some(format!(
-                "`deployment.{environment}.namespace` `{namespace}` is not one this bot deploys to (allowed: {})",
-                self.allowed_namespaces.join(", ")
+                "this bot does not deploy to {environment}: its configuration lists no namespace under \
+                 `deploy.{environment}.namespaces`"
+            ));
+        }
+        if !limits.namespaces.iter().any(|n| n == namespace) {
+            return Some(format!(
+                "`deployment.{environment}.namespace` `{namespace}` is not one this bot deploys {environment} \
+                 models to (allowed: {})",
+                limits.namespaces.join(", ")
             ));
         }
         if let Some(ctx) = context
-            && !self.allowed_contexts.is_empty()
-            && !self.allowed_contexts.iter().any(|c| c == ctx)
+            && !limits.contexts.iter().any(|c| c == ctx)
         {
             return Some(format!(
-                "`deployment.{environment}.context` `{ctx}` is not one this bot deploys to (allowed: {})",
-                self.allowed_contexts.join(", ")
+                "`deployment.{environment}.context` `{ctx}` is not one this bot deploys {environment} models to \
+                 (allowed: {})",
+                if limits.contexts.is_empty() {
+                    "only the default context".to_owned()
+                } else {
+                    limits.contexts.join(", ")
+                }
             ));
         }
         None
@@ -156,6 +196,9 @@ pub struct Vars {
     pub pr: u64,
     /// The deploy command's ledger id (a label on the InferenceService, for audits).
     pub command_id: i64,
+    /// The repository (`owner/name`); the InferenceService is labelled with it and
+    /// a service labelled for another repository is never touched.
+    pub repo: String,
 }
 
 /// The KServe settings of one deploy: the repository's `deployment` section
@@ -183,6 +226,19 @@ pub fn settings(
     if let Some(why) = section.refuse(environment, &target.namespace, target.context.as_deref()) {
         return Err(why);
     }
+    if d.manifest_template_path.is_some() && !section.allow_manifest_templates {
+        return Err("`deployment.manifest_template_path` is set, but this bot does not accept manifest templates \
+             (they control the whole predictor pod); use `model_format` and the other `deployment` keys, or ask \
+             the bot's operators to set `deploy.allow_manifest_templates`"
+            .to_owned());
+    }
+    if !(d.storage_uri.contains("{run_id}") || d.storage_uri.contains("{version_id}")) {
+        return Err(format!(
+            "`deployment.storage_uri` `{}` must contain `{{run_id}}` or `{{version_id}}`, so the deployed model is \
+             the one the run trained",
+            d.storage_uri
+        ));
+    }
     if d.model_format.is_none() && d.manifest_template_path.is_none() {
         return Err("`deployment` needs `model_format` (e.g. `sklearn`) or `manifest_template_path`".to_owned());
     }
@@ -196,6 +252,14 @@ pub fn settings(
             })
         })
         .map_err(|e| format!("`deployment.storage_uri`: {e}"))?;
+    if !section.storage_uri_prefixes.is_empty()
+        && !section.storage_uri_prefixes.iter().any(|p| storage_uri.starts_with(p))
+    {
+        return Err(format!(
+            "the model's storage URI `{storage_uri}` is not under a prefix this bot loads models from ({})",
+            section.storage_uri_prefixes.join(", ")
+        ));
+    }
     let read = |key: &str, rel: &str| {
         std::fs::read_to_string(loaded.resolve(rel)).map_err(|e| format!("`deployment.{key}` `{rel}`: {e}"))
     };
@@ -228,6 +292,7 @@ pub fn settings(
     labels.insert("kfops.dev/pr".to_owned(), vars.pr.to_string());
     labels.insert("kfops.dev/sha".to_owned(), vars.sha.get(..12).unwrap_or(&vars.sha).to_owned());
     labels.insert("kfops.dev/command".to_owned(), vars.command_id.to_string());
+    labels.insert("kfops.dev/repo".to_owned(), vars.repo.replace('/', "."));
     Ok(KserveSettings {
         service_name: d.inference_service_name.clone(),
         namespace: target.namespace.clone(),
@@ -247,7 +312,7 @@ pub fn settings(
         resources,
         manifest_template,
         labels,
-        ready_timeout: std::time::Duration::from_secs(d.ready_timeout_seconds),
+        ready_timeout: std::time::Duration::from_secs(d.ready_timeout_seconds.min(section.max_ready_timeout_seconds)),
         poll_interval: std::time::Duration::from_secs_f64(section.poll_interval_seconds.max(0.01)),
         check,
         check_base_url: section.check_base_url.clone(),

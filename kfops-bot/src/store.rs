@@ -86,6 +86,10 @@ pub enum Stage {
     Checking,
     /// Rolling a model out.
     Deploying,
+    /// The rollout succeeded (the detail holds its outcome as JSON).
+    Deployed,
+    /// The PR was merged after a production deploy.
+    Merged,
     /// The command finished (see the command's state).
     Finished,
 }
@@ -106,6 +110,8 @@ impl Stage {
             Stage::Retrying => "retrying",
             Stage::Checking => "checking",
             Stage::Deploying => "deploying",
+            Stage::Deployed => "deployed",
+            Stage::Merged => "merged",
             Stage::Finished => "finished",
         }
     }

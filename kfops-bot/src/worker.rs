@@ -90,6 +90,8 @@ pub struct Services {
     pub deploy: Option<crate::deploy::DeploySection>,
     /// Connects deploy targets (KServe); used when `deploy` is set.
     pub deployers: Option<Arc<dyn crate::deploy::DeployTargets>>,
+    /// InferenceServices being rolled out right now (`context/namespace/service`).
+    pub busy_services: Mutex<HashSet<String>>,
     /// The bot's own login (to find comments it posted before a crash).
     pub bot_login: String,
     /// How often a running pipeline run is polled.
@@ -357,6 +359,30 @@ impl Dispatcher {
             }
         }
         false
+    }
+}
+
+/// The first 12 characters of a sha.
+fn short(sha: &str) -> &str {
+    sha.get(..12).unwrap_or(sha)
+}
+
+/// Marks an InferenceService as being rolled out; released when dropped.
+struct ServiceLock<'a> {
+    set: &'a Mutex<HashSet<String>>,
+    key: String,
+}
+
+impl<'a> ServiceLock<'a> {
+    fn take(set: &'a Mutex<HashSet<String>>, key: &str) -> Option<Self> {
+        let mut busy = set.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        busy.insert(key.to_owned()).then(|| ServiceLock { set, key: key.to_owned() })
+    }
+}
+
+impl Drop for ServiceLock<'_> {
+    fn drop(&mut self) {
+        self.set.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.key);
     }
 }
 
@@ -736,6 +762,11 @@ impl Job<'_> {
     }
 
     /// Check the PR and the run, then roll the run's model out.
+    ///
+    /// Resumable: the rollout's success (`deployed`, with its outcome) and the
+    /// merge (`merged`) are ledger steps, so a retry or restart after them
+    /// never deploys or merges again; a restart *during* the rollout is
+    /// reported rather than rolled out a second time.
     async fn deploy(
         &mut self,
         pr: &PullRequest,
@@ -747,16 +778,22 @@ impl Job<'_> {
         let (Some(section), Some(deployers)) = (self.s.deploy.clone(), self.s.deployers.clone()) else {
             return Err(Failure::new("deploys are not enabled on this bot", "the bot has no `deploy` section"));
         };
-        self.stage(ReportStage::Checking, Stage::Checking, format!("{environment} deploy")).await?;
+        let id = self.id;
+        let steps = self.s.ledger(move |s| s.steps(id)).await?;
+        let step = |stage: Stage| steps.iter().rev().find(|s| s.stage == stage.as_str()).map(|s| s.detail.clone());
+        let (deployed, merged, deploying) = (step(Stage::Deployed), step(Stage::Merged), step(Stage::Deploying));
+        if deployed.is_none() {
+            self.stage(ReportStage::Checking, Stage::Checking, format!("{environment} deploy")).await?;
+        }
 
         // The run, from the ledger (not from comments).
         let pr_ref = self.pr.clone();
         let run = match run_flag {
-            Some(id) => {
-                let (p, r) = (pr_ref.clone(), id.to_owned());
+            Some(run) => {
+                let (p, r) = (pr_ref.clone(), run.to_owned());
                 self.s.ledger(move |s| s.run_of_pr(&p, &r)).await?.ok_or_else(|| {
                     Failure::new(
-                        format!("run `{id}` is not a succeeded run of this pull request"),
+                        format!("run `{run}` is not a succeeded run of this pull request"),
                         "Only runs started from this PR (by `/run` or `/build_run`) and finished successfully can \
                          be deployed from it. Leave out `--run-id` to deploy the latest one.",
                     )
@@ -774,161 +811,47 @@ impl Job<'_> {
         };
         let run_id = run.run_id.clone().unwrap_or_default();
         let run_sha = run.sha.clone().unwrap_or_default();
-        self.report.facts.push(("run".into(), format!("{run_id} (from {})", run_sha.get(..12).unwrap_or(&run_sha))));
-
-        // Production: the PR must be fit to merge, checked before anything is deployed.
-        if environment == Environment::Production {
-            if !force {
-                let behind = self
-                    .s
-                    .scm
-                    .is_behind_base(&pr_ref)
-                    .await
-                    .map_err(|e| Failure::from_error("comparing the PR with its base", &e))?;
-                if behind {
-                    return Err(Failure::new(
-                        "the pull request is behind its base branch",
-                        format!(
-                            "`{}` has commits this PR does not. Merge or rebase them, run `/build_run` again and \
-                             deploy that run, or deploy anyway with `/deploy --force`.",
-                            pr.base_ref
-                        ),
-                    ));
-                }
-                if !run_sha.eq_ignore_ascii_case(pinned) {
-                    return Err(Failure::new(
-                        "the run was not built from the PR's head",
-                        format!(
-                            "Run `{run_id}` was built from {} but the PR is at {}; merging would ship code the \
-                             model was not trained with. Run `/build_run` again, or deploy anyway with \
-                             `/deploy --force`.",
-                            run_sha.get(..12).unwrap_or(&run_sha),
-                            pinned.get(..12).unwrap_or(pinned)
-                        ),
-                    ));
-                }
-            }
-            let mut mergeable = pr.mergeable;
-            for _ in 0..5 {
-                if mergeable.is_some() {
-                    break;
-                }
-                // GitHub computes mergeability in the background.
-                tokio::time::sleep(self.s.poll_interval.max(std::time::Duration::from_millis(200))).await;
-                mergeable = self
-                    .s
-                    .scm
-                    .pull_request(&pr_ref)
-                    .await
-                    .map_err(|e| Failure::from_error("reading the PR", &e))?
-                    .mergeable;
-            }
-            match mergeable {
-                Some(true) => {}
-                Some(false) => {
-                    return Err(Failure::new(
-                        "the pull request cannot be merged",
-                        "GitHub reports conflicts or unmet merge requirements; resolve them and deploy again.",
-                    ));
-                }
-                None => {
-                    return Err(Failure {
-                        summary: "GitHub has not computed whether the pull request can be merged".into(),
-                        detail: "It usually takes a few seconds; the deploy is retried.".into(),
-                        transient: true,
-                    });
-                }
-            }
-        }
-
-        // The repository's deployment settings, at the commit the run was built from.
-        let dir = self.s.workdir_root.join(format!("command-{}", self.id));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(|e| Failure {
-            summary: "creating the workdir".into(),
-            detail: format!("{}: {e}", dir.display()),
-            transient: true,
-        })?;
-        let workdir = Workdir(dir);
-        let mut at_run = pr.clone();
-        at_run.head_sha = Sha(run_sha.clone());
-        self.s
-            .scm
-            .checkout(&at_run, &workdir.0)
-            .await
-            .map_err(|e| Failure::from_error(&format!("checking out {}", run_sha.get(..12).unwrap_or(&run_sha)), &e))?;
-        let loaded = kfops_config::ConfigLoader::new(&workdir.0).load().map_err(|e| {
-            let prefix = format!("{}/", workdir.0.display());
-            Failure::new("the repository's kfops configuration is invalid", e.to_string().replace(&prefix, ""))
-        })?;
-        let settings = crate::deploy::settings(
-            &loaded,
-            environment,
-            &section,
-            &crate::deploy::Vars {
-                run_id: run_id.clone(),
-                version_id: run.pipeline_version.as_deref().and_then(|v| v.split('/').nth(1)).map(str::to_owned),
-                sha: run_sha.clone(),
-                pr: self.pr.number,
-                command_id: self.id,
-            },
-        )
-        .map_err(|why| Failure::new("the deployment cannot be prepared", why))?;
-        drop(workdir);
-        self.report.facts.push(("model".into(), settings.storage_uri.clone()));
-        self.report
-            .facts
-            .push(("service".into(), format!("{} in namespace {}", settings.service_name, settings.namespace)));
-
-        // One deploy of this environment at a time is the dispatcher's job; the audit trail starts here.
+        let version_id = run.pipeline_version.as_deref().and_then(|v| v.split('/').nth(1)).map(str::to_owned);
+        self.report.facts.push(("run".into(), format!("{run_id} (from {})", short(&run_sha))));
         let start = crate::store::DeployStart {
-            command_id: self.id,
+            command_id: id,
             environment: environment.to_string(),
-            pr: self.pr.clone(),
+            pr: pr_ref.clone(),
             sha: run_sha.clone(),
             run_id: run_id.clone(),
             requested_by: self.report.author.clone(),
         };
         self.s.ledger(move |s| s.start_deploy(&start)).await?;
-        self.stage(ReportStage::Deploying, Stage::Deploying, format!("{environment}: {}", settings.service_name))
-            .await?;
-        let (service, namespace) = (settings.service_name.clone(), settings.namespace.clone());
-        let target = deployers.target(settings).await.map_err(|e| Failure::from_error("connecting to the cluster", &e));
-        let target = match target {
-            Ok(t) => t,
+
+        let result = match deployed {
+            // Resumed after the rollout succeeded: finish the bookkeeping only.
+            Some(outcome) => serde_json::from_str::<kfops_core::deploy::DeployOutcome>(&outcome)
+                .map_err(|e| Failure::new("the ledger's record of the rollout is unreadable", e.to_string())),
+            None if deploying.is_some() => Err(Failure::new(
+                "the bot was interrupted during the rollout",
+                format!(
+                    "The rollout of run `{run_id}` ({}) was under way when the bot stopped. The rollout keeps \
+                     production on the previous revision until the new one passed its check, so traffic was not \
+                     moved to an unchecked model; look at the InferenceService's traffic and comment the deploy \
+                     command again to finish it.",
+                    deploying.unwrap_or_default()
+                ),
+            )),
+            None => {
+                self.roll_out(pr, pinned, environment, force, &section, deployers, &run_id, &run_sha, version_id).await
+            }
+        };
+        let outcome = match result {
+            Ok(o) => o,
             Err(f) => {
-                self.audit_end(false, &service, &namespace, None, None, &f.detail).await?;
+                if !f.transient {
+                    self.audit_end(false, None, None, None, &format!("{}: {}", f.summary, f.detail)).await?;
+                }
                 return Err(f);
             }
         };
-        let request = DeployRequest {
-            environment,
-            run_id: RunId(run_id.clone()),
-            version_id: None,
-            pr: Some(self.pr.clone()),
-            sha: Some(Sha(run_sha.clone())),
-        };
-        let progress = crate::deploy::ProgressLine::default();
-        let rollout = target.deploy(request, &progress);
-        tokio::pin!(rollout);
-        let result = loop {
-            tokio::select! {
-                r = &mut rollout => break r,
-                () = progress.changed() => {
-                    self.report.progress = progress.latest();
-                    let _ = self.show().await;
-                }
-            }
-        };
-        self.report.progress = None;
-        let outcome = match result {
-            Ok(o) => o,
-            Err(e) => {
-                // The target rolled back before returning; its message says what failed and how it ended.
-                self.audit_end(false, &service, &namespace, None, None, &e.to_string()).await?;
-                return Err(Failure::new(format!("the {environment} deploy failed"), e.to_string()));
-            }
-        };
+        self.report.facts.push(("model".into(), outcome.storage_uri.clone()));
+        self.report.facts.push(("service".into(), format!("{} in namespace {}", outcome.service, outcome.namespace)));
         let revision_line = match (&outcome.previous_revision, &outcome.revision) {
             (Some(prev), Some(new)) => format!("{new} (was {prev})"),
             (None, Some(new)) => format!("{new} (first deploy)"),
@@ -941,15 +864,6 @@ impl Job<'_> {
         if let Some(url) = &outcome.url {
             self.report.facts.push(("url".into(), url.clone()));
         }
-        self.audit_end(
-            true,
-            &outcome.service,
-            &outcome.namespace,
-            outcome.previous_revision.clone(),
-            outcome.revision.clone(),
-            &outcome.checks.join("; "),
-        )
-        .await?;
 
         // Labels: this PR carries the environment's label, no other PR does.
         let label = kfops_core::scm::Label {
@@ -972,39 +886,231 @@ impl Job<'_> {
         self.s.scm.add_label(&pr_ref, &label).await.map_err(|e| Failure::from_error("labelling the PR", &e))?;
         self.report.facts.push(("label".into(), label.name.clone()));
 
-        if environment == Environment::Production {
-            self.s.scm.merge(&pr_ref, &Sha(pinned.to_owned())).await.map_err(|e| {
-                Failure::new(
+        if environment == Environment::Production && merged.is_none() {
+            if let Err(e) = self.s.scm.merge(&pr_ref, &Sha(pinned.to_owned())).await {
+                let f = Failure::new(
                     "deployed, but the pull request could not be merged",
-                    format!("{e}. The model is live; merge the PR by hand (its head moved, or GitHub refused)."),
-                )
-            })?;
+                    format!(
+                        "{e}\n\nThe model is live in production and this PR carries `{}`. Merge the PR by hand \
+                         (its head moved, or GitHub refused the merge), or deploy another PR's run to replace the \
+                         model.",
+                        label.name
+                    ),
+                );
+                self.audit_end(true, Some(&outcome), Some("merge failed"), None, &f.detail).await?;
+                return Err(f);
+            }
+            self.s.record(id, Stage::Merged, CommandState::InProgress, pinned.to_owned()).await?;
+        }
+        if environment == Environment::Production {
             let after =
                 self.s.scm.pull_request(&pr_ref).await.map_err(|e| Failure::from_error("reading the PR", &e))?;
             if after.is_open {
                 self.s.scm.close(&pr_ref).await.map_err(|e| Failure::from_error("closing the PR", &e))?;
             }
-            self.report.facts.push(("merged".into(), format!("at {}", pinned.get(..12).unwrap_or(pinned))));
+            self.report.facts.push(("merged".into(), format!("at {}", short(pinned))));
         }
+        self.audit_end(true, Some(&outcome), None, None, &outcome.checks.join("; ")).await?;
         Ok(true)
+    }
+
+    /// The gates and the rollout itself; the outcome is recorded as the `deployed` step.
+    #[allow(clippy::too_many_arguments)]
+    async fn roll_out(
+        &mut self,
+        pr: &PullRequest,
+        pinned: &str,
+        environment: Environment,
+        force: bool,
+        section: &crate::deploy::DeploySection,
+        deployers: Arc<dyn crate::deploy::DeployTargets>,
+        run_id: &str,
+        run_sha: &str,
+        version_id: Option<String>,
+    ) -> Result<kfops_core::deploy::DeployOutcome, Failure> {
+        let pr_ref = self.pr.clone();
+        // Production: the PR must be fit to merge, checked before anything is deployed.
+        if environment == Environment::Production {
+            self.production_gates(pr, pinned, force, run_id, run_sha).await?;
+        }
+
+        // The repository's deployment settings, at the commit the run was built from.
+        let dir = self.s.workdir_root.join(format!("command-{}", self.id));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| Failure {
+            summary: "creating the workdir".into(),
+            detail: format!("{}: {e}", dir.display()),
+            transient: true,
+        })?;
+        let workdir = Workdir(dir);
+        let mut at_run = pr.clone();
+        at_run.head_sha = Sha(run_sha.to_owned());
+        self.s
+            .scm
+            .checkout(&at_run, &workdir.0)
+            .await
+            .map_err(|e| Failure::from_error(&format!("checking out {}", short(run_sha)), &e))?;
+        let loaded = kfops_config::ConfigLoader::new(&workdir.0).load().map_err(|e| {
+            let prefix = format!("{}/", workdir.0.display());
+            Failure::new("the repository's kfops configuration is invalid", e.to_string().replace(&prefix, ""))
+        })?;
+        let settings = crate::deploy::settings(
+            &loaded,
+            environment,
+            section,
+            &crate::deploy::Vars {
+                run_id: run_id.to_owned(),
+                version_id: version_id.clone(),
+                sha: run_sha.to_owned(),
+                pr: pr_ref.number,
+                command_id: self.id,
+                repo: pr_ref.repo.to_string(),
+            },
+        )
+        .map_err(|why| Failure::new("the deployment cannot be prepared", why))?;
+        drop(workdir);
+
+        // One rollout per InferenceService at a time, whichever repository or environment asks.
+        let service_key =
+            format!("{}/{}/{}", settings.context.as_deref().unwrap_or("-"), settings.namespace, settings.service_name);
+        let Some(_busy) = ServiceLock::take(&self.s.busy_services, &service_key) else {
+            return Err(Failure {
+                summary: format!("another deploy of `{}` is under way", settings.service_name),
+                detail: "this deploy waits and is retried".into(),
+                transient: true,
+            });
+        };
+        let detail = format!("{environment}: {} in {}", settings.service_name, settings.namespace);
+        self.stage(ReportStage::Deploying, Stage::Deploying, detail).await?;
+        let target =
+            deployers.target(settings).await.map_err(|e| Failure::from_error("connecting to the cluster", &e))?;
+        let request = DeployRequest {
+            environment,
+            run_id: RunId(run_id.to_owned()),
+            version_id,
+            pr: Some(pr_ref.clone()),
+            sha: Some(Sha(run_sha.to_owned())),
+        };
+        let progress = crate::deploy::ProgressLine::default();
+        let rollout = target.deploy(request, &progress);
+        tokio::pin!(rollout);
+        let result = loop {
+            tokio::select! {
+                r = &mut rollout => break r,
+                () = progress.changed() => {
+                    self.report.progress = progress.latest();
+                    let _ = self.show().await;
+                }
+            }
+        };
+        self.report.progress = None;
+        // The target rolled back before returning an error; its message says what failed and how it ended.
+        let outcome = result.map_err(|e| Failure::new(format!("the {environment} deploy failed"), e.to_string()))?;
+        let recorded = serde_json::to_string(&outcome).unwrap_or_default();
+        self.s.record(self.id, Stage::Deployed, CommandState::InProgress, recorded).await?;
+        Ok(outcome)
+    }
+
+    /// Before a production deploy: head unchanged, not behind the base, the run built from the head
+    /// (the last two waived by `--force`), and mergeable as GitHub sees it (branch protection included).
+    async fn production_gates(
+        &self,
+        pr: &PullRequest,
+        pinned: &str,
+        force: bool,
+        run_id: &str,
+        run_sha: &str,
+    ) -> Result<(), Failure> {
+        let pr_ref = self.pr.clone();
+        if !force {
+            let behind = self
+                .s
+                .scm
+                .is_behind_base(&pr_ref)
+                .await
+                .map_err(|e| Failure::from_error("comparing the PR with its base", &e))?;
+            if behind {
+                return Err(Failure::new(
+                    "the pull request is behind its base branch",
+                    format!(
+                        "`{}` has commits this PR does not. Merge or rebase them, run `/build_run` again and deploy \
+                         that run, or deploy anyway with `/deploy --force`.",
+                        pr.base_ref
+                    ),
+                ));
+            }
+            if !run_sha.eq_ignore_ascii_case(pinned) {
+                return Err(Failure::new(
+                    "the run was not built from the PR's head",
+                    format!(
+                        "Run `{run_id}` was built from {} but the PR is at {}; merging would ship code the model \
+                         was not trained with. Run `/build_run` again, or deploy anyway with `/deploy --force`.",
+                        short(run_sha),
+                        short(pinned)
+                    ),
+                ));
+            }
+        }
+        let mut current = pr.clone();
+        for attempt in 0..6 {
+            if attempt > 0 {
+                // GitHub computes mergeability in the background.
+                tokio::time::sleep(self.s.poll_interval.max(Duration::from_millis(200))).await;
+            }
+            current = self.s.scm.pull_request(&pr_ref).await.map_err(|e| Failure::from_error("reading the PR", &e))?;
+            let settled = current.mergeable.is_some() && current.mergeable_state.as_deref() != Some("unknown");
+            if settled {
+                break;
+            }
+        }
+        if !current.head_sha.0.eq_ignore_ascii_case(pinned) {
+            return Err(Failure::new(
+                "the pull request changed after the deploy was requested",
+                format!(
+                    "The PR was at {} when `/deploy` was commented and is now at {}. Comment the deploy command \
+                     again for the new head.",
+                    short(pinned),
+                    short(&current.head_sha.0)
+                ),
+            ));
+        }
+        match (current.mergeable, current.mergeable_state.as_deref()) {
+            (Some(true), None | Some("clean" | "unstable" | "has_hooks")) => Ok(()),
+            (Some(true), Some("behind")) if force => Ok(()),
+            (None, _) | (_, Some("unknown")) => Err(Failure {
+                summary: "GitHub has not computed whether the pull request can be merged".into(),
+                detail: "It usually takes a few seconds; the deploy is retried.".into(),
+                transient: true,
+            }),
+            (_, state) => Err(Failure::new(
+                "the pull request cannot be merged",
+                format!(
+                    "GitHub reports it as `{}`: resolve conflicts, get the required reviews and checks, or mark it \
+                     ready for review, then deploy again. Nothing was deployed.",
+                    state.unwrap_or("not mergeable")
+                ),
+            )),
+        }
     }
 
     async fn audit_end(
         &self,
         succeeded: bool,
-        service: &str,
-        namespace: &str,
-        previous_revision: Option<String>,
-        new_revision: Option<String>,
+        outcome: Option<&kfops_core::deploy::DeployOutcome>,
+        note: Option<&str>,
+        new_revision_after_failure: Option<String>,
         detail: &str,
     ) -> Result<(), Failure> {
         let end = crate::store::DeployEnd {
             outcome: if succeeded { "succeeded" } else { "failed" }.to_owned(),
-            service: Some(service.to_owned()),
-            namespace: Some(namespace.to_owned()),
-            previous_revision,
-            new_revision,
-            detail: detail.to_owned(),
+            service: outcome.map(|o| o.service.clone()),
+            namespace: outcome.map(|o| o.namespace.clone()),
+            previous_revision: outcome.and_then(|o| o.previous_revision.clone()),
+            new_revision: outcome.and_then(|o| o.revision.clone()).or(new_revision_after_failure),
+            detail: match note {
+                Some(n) => format!("{n}: {detail}"),
+                None => detail.to_owned(),
+            },
         };
         let id = self.id;
         self.s.ledger(move |s| s.finish_deploy(id, &end)).await

@@ -84,6 +84,10 @@ pub struct PullRequest {
     pub is_open: bool,
     /// Mergeability; `None` while the SCM is still computing it.
     pub mergeable: Option<bool>,
+    /// The SCM's finer merge state when it has one (GitHub's `mergeable_state`:
+    /// `clean`, `unstable`, `has_hooks`, `behind`, `blocked` by branch
+    /// protection, `dirty` with conflicts, `draft`, `unknown`).
+    pub mergeable_state: Option<String>,
     /// Clone URL of the head repository (without credentials).
     pub clone_url: String,
 }

@@ -36,6 +36,10 @@ fn the_documented_example_parses_with_every_section() {
     assert_eq!(ib.kaniko.as_ref().map(|k| k.namespace.as_str()), Some("kfops-builds"));
     assert_eq!(config.policy.staging_deploy.users, ["release-captain"]);
     assert_eq!(config.workers.concurrency, 4);
+    let deploy = config.deploy.as_ref().expect("deploy");
+    assert_eq!(deploy.production.namespaces, ["models"]);
+    assert_eq!(deploy.staging.namespaces, ["models-staging"]);
+    assert!(!deploy.allow_manifest_templates);
     assert_eq!(config.database_path(), Path::new("/var/lib/kfops-bot/bot.db"));
 }
 

@@ -18,6 +18,7 @@ fn pr() -> PullRequest {
         is_draft: false,
         is_open: true,
         mergeable: Some(true),
+        mergeable_state: Some("clean".into()),
         clone_url: "https://github.com/acme/churn-model.git".into(),
     }
 }

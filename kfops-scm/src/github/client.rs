@@ -392,6 +392,7 @@ struct PullJson {
     state: String,
     draft: Option<bool>,
     mergeable: Option<bool>,
+    mergeable_state: Option<String>,
     head: BranchJson,
     base: BranchJson,
 }
@@ -754,6 +755,7 @@ impl ScmProvider for GithubProvider {
             is_draft: p.draft.unwrap_or(false),
             is_open: p.state == "open",
             mergeable: p.mergeable,
+            mergeable_state: p.mergeable_state,
             clone_url,
         })
     }

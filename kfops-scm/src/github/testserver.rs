@@ -70,6 +70,9 @@ pub struct TestPr {
     pub behind_by: u64,
     /// Mergeability (`None`: GitHub is still computing it).
     pub mergeable: Option<bool>,
+    /// `mergeable_state` when it is not what `mergeable` implies (e.g. `blocked` by
+    /// branch protection: mergeable, but the merge endpoint answers 405).
+    pub mergeable_state: Option<String>,
     /// Clone URL of the head repository (default: the base repository's, or the fork's).
     pub head_clone_url: Option<String>,
     /// Labels the PR starts with (created in the repository if needed).
@@ -91,6 +94,7 @@ impl TestPr {
             draft: false,
             behind_by: 0,
             mergeable: Some(true),
+            mergeable_state: None,
             head_clone_url: None,
             labels: Vec::new(),
         }
@@ -853,7 +857,11 @@ fn pr_json(st: &mut State, k: &PrKey) -> Value {
         "draft": seed.draft,
         "merged": pr.merged_sha.is_some(),
         "mergeable": if closed { Value::Null } else { json!(seed.mergeable) },
-        "mergeable_state": match seed.mergeable { Some(true) => "clean", Some(false) => "dirty", None => "unknown" },
+        "mergeable_state": seed.mergeable_state.clone().unwrap_or_else(|| match seed.mergeable {
+            Some(true) => "clean".to_owned(),
+            Some(false) => "dirty".to_owned(),
+            None => "unknown".to_owned(),
+        }),
         "merged_at": pr.merged_sha.as_ref().map(|_| now.clone()),
         "closed_at": if closed { json!(now) } else { Value::Null },
         "merge_commit_sha": pr.merged_sha,
@@ -918,7 +926,10 @@ fn update_pr(st: &mut State, m: &Matched) -> Reply {
 fn merge_pr(st: &mut State, m: &Matched) -> Reply {
     with_pr(st, m, |st, k| {
         let pr = pr_ref(st, k);
-        if pr.state != "open" || pr.seed.mergeable != Some(true) {
+        if pr.state != "open"
+            || pr.seed.mergeable != Some(true)
+            || pr.seed.mergeable_state.as_deref().is_some_and(|s| matches!(s, "blocked" | "dirty" | "draft"))
+        {
             return Err(fail(405, "Pull Request is not mergeable"));
         }
         if let Some(sha) = m.body.get("sha").and_then(Value::as_str)

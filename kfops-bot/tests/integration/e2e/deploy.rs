@@ -149,7 +149,10 @@ async fn deploy_world(name: &str) -> World {
     );
     world.github.set_head(OWNER, REPO, 7, &head);
     let mut bot_config = std::fs::read_to_string(&world.config).expect("bot config");
-    bot_config.push_str("deploy:\n  allowed_namespaces: [models, models-staging]\n  poll_interval_seconds: 0.05\n");
+    bot_config.push_str(
+        "deploy:\n  production: { namespaces: [models] }\n  staging: { namespaces: [models-staging] }\n  \
+         storage_uri_prefixes: [\"s3://trained-models/\"]\n  poll_interval_seconds: 0.05\n",
+    );
     std::fs::write(&world.config, bot_config).expect("bot config");
     world.github.set_permission(OWNER, REPO, "alice", "maintain");
     world
@@ -286,6 +289,35 @@ async fn deploys_are_refused_until_the_pr_is_fit_and_queue_per_environment() {
         world.wait_for_comment(&bot, 9, "forced", |b| deploy_final(b) && b.contains("`/deploy --force`**")).await;
     assert!(forced.body.contains("✅"), "{}", forced.body);
     assert!(world.github.pr(OWNER, REPO, 9).merged);
+
+    // Branch protection: GitHub says mergeable, but blocked; refused before anything is deployed.
+    let mut blocked = TestPr::new(11, &head);
+    blocked.mergeable_state = Some("blocked".into());
+    world.github.add_pr(OWNER, REPO, blocked);
+    trained(&world, &bot, 11, "d-train-11").await;
+    let deploys_before = deployers.calls().len();
+    command(&world, &bot, "d-blocked", 11, "alice", "/deploy").await;
+    let refused =
+        world.wait_for_comment(&bot, 11, "blocked", |b| deploy_final(b) && b.contains("cannot be merged")).await;
+    assert!(refused.body.contains("`blocked`"), "{}", refused.body);
+    assert_eq!(deployers.calls().len(), deploys_before, "nothing deployed");
+
+    // A staging deploy cannot reach production's namespace.
+    let config = std::fs::read_to_string(world.source.join("kfops.yaml")).expect("kfops.yaml");
+    let sneaky =
+        commit_change(&world.source, "kfops.yaml", &config.replace("namespace: models-staging", "namespace: models"));
+    world.github.set_head(OWNER, REPO, 11, &sneaky);
+    trained(&world, &bot, 11, "d-train-11b").await;
+    command(&world, &bot, "d-sneaky", 11, "alice", "/staging_deploy").await;
+    let refused =
+        world.wait_for_comment(&bot, 11, "sneaky", |b| deploy_final(b) && b.contains("`/staging_deploy`**")).await;
+    assert!(
+        refused.body.contains("`deployment.staging.namespace` &#96;models&#96;")
+            || refused.body.contains("is not one this bot deploys staging models to"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(deployers.calls().len(), deploys_before, "nothing deployed");
 
     // A failed check: rolled back by the target, no label, no merge.
     deployers.plan(Plan::Fail(
