@@ -598,17 +598,6 @@ impl DeployTarget for KserveTarget {
             Error::new(ErrorKind::InvalidInput, format!("cannot build the manifest of {}: {e}", self.what()))
                 .with_source(e)
         })?;
-        if request.environment == Environment::Production && self.settings.check.is_none() {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "refusing to deploy to production without an inference check: production deploys need \
-                     `deployment.pre_deployment_test_sample_input_path` (a sample request for the model); \
-                     {} was not changed",
-                    self.what()
-                ),
-            ));
-        }
         if self.settings.mode == DeploymentMode::Knative {
             let host = format!("latest-{}-predictor", self.settings.service_name);
             if host.len() > DNS_LABEL_MAX {
@@ -620,6 +609,17 @@ impl DeployTarget for KserveTarget {
                     DNS_LABEL_MAX - (host.len() - self.settings.service_name.len())
                 )));
             }
+        }
+        if request.environment == Environment::Production && self.settings.check.is_none() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "refusing to deploy to production without an inference check: production deploys need \
+                     `deployment.pre_deployment_test_sample_input_path` (a sample request for the model); \
+                     {} was not changed",
+                    self.what()
+                ),
+            ));
         }
         progress.event(ProgressEvent::Stage(format!(
             "deploying {} to {} ({} mode, {})",

@@ -1032,3 +1032,26 @@ async fn rollback_applies_only_what_kfops_manages() {
         json!({"serving.kserve.io/deploymentMode": "Knative", "serving.kserve.io/enable-tag-routing": "true"})
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn long_service_names_warn_that_the_canary_tag_host_is_too_long() {
+    // 47 characters: `latest-{name}-predictor` has 64, one over the DNS label limit. The production refusal (no
+    // check) comes after the warning, so nothing reaches the fake API server.
+    let name = "m".repeat(47);
+    let mut s = KserveSettings { service_name: name.clone(), ..settings(DeploymentMode::Knative, V2) };
+    s.check = None;
+    let run = deploy_request(Fake::empty(DeploymentMode::Knative), s.clone(), false, production("run-2")).await;
+    run.result.expect_err("production without a check");
+    let seen = warnings(&run.events);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(
+        seen[0].starts_with(&format!("the canary's tag host `latest-{name}-predictor` is 64 characters")),
+        "{seen:?}"
+    );
+    assert!(seen[0].contains("use a service name of at most 46 characters"), "{seen:?}");
+
+    let short = KserveSettings { service_name: "m".repeat(46), ..s };
+    let run = deploy_request(Fake::empty(DeploymentMode::Knative), short, false, production("run-2")).await;
+    run.result.expect_err("production without a check");
+    assert!(warnings(&run.events).is_empty());
+}
