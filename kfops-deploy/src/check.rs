@@ -170,7 +170,10 @@ impl HttpInferenceCheck {
             .await
             .map_err(|e| format!("GET {path} failed: {}", transport_message(&e)))?;
         let status = response.status();
-        let body = response.text().await.map_err(|e| format!("GET {path} failed: {}", transport_message(&e)))?;
+        let body = read_capped(response).await.map_err(|e| match e {
+            BodyError::Transport(e) => format!("GET {path} failed: {}", transport_message(&e)),
+            BodyError::TooLarge => format!("GET {path} answered {status} with a body over {MAX_BODY_BYTES} bytes"),
+        })?;
         if status != reqwest::StatusCode::OK {
             return Err(format!("GET {path} answered {}", status_and_body(status, &body)));
         }
@@ -245,7 +248,12 @@ impl HttpInferenceCheck {
             .await
             .map_err(&transport)?;
         let status = response.status();
-        let body = response.text().await.map_err(&transport)?;
+        let body = read_capped(response).await.map_err(|e| match e {
+            BodyError::Transport(e) => transport(e),
+            BodyError::TooLarge => failed(format!(
+                "POST {path} answered {status} with a body over {MAX_BODY_BYTES} bytes; kfops reads at most that much"
+            )),
+        })?;
         if status != reqwest::StatusCode::OK {
             return Err(failed(format!("POST {path} answered {}", status_and_body(status, &body))));
         }
@@ -399,6 +407,30 @@ fn render_output(protocol: Protocol, answer: &Value) -> String {
             .unwrap_or_default(),
     };
     truncate(&text, MAX_OUTPUT)
+}
+
+/// The most of a response body the check reads (1 MiB); a longer answer fails the check.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Why a response body could not be read.
+enum BodyError {
+    Transport(reqwest::Error),
+    TooLarge,
+}
+
+/// Read `response`'s body as (lossy) UTF-8, at most [`MAX_BODY_BYTES`]; stops reading once the limit is passed.
+async fn read_capped(mut response: reqwest::Response) -> Result<String, BodyError> {
+    if response.content_length().is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
+        if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(BodyError::TooLarge);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn status_and_body(status: reqwest::StatusCode, body: &str) -> String {

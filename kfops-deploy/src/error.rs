@@ -103,6 +103,13 @@ pub enum DeployError {
     /// The manifest does not describe the configured InferenceService.
     #[error("{0}")]
     Manifest(String),
+    /// The manifest does not match the InferenceService CRD schema (one entry per problem, each starting with
+    /// its JSON path).
+    #[error("the manifest does not match the InferenceService CRD: {}", errors.join("; "))]
+    Invalid {
+        /// The problems, e.g. `spec.predictor.model.storageURI: unknown field (allowed: …)`.
+        errors: Vec<String>,
+    },
     /// No Kubernetes client could be configured (kubeconfig context or in-cluster).
     #[error("cannot configure the Kubernetes client: {0}")]
     Connect(String),

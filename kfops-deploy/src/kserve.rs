@@ -18,7 +18,18 @@
 //!   previous rolled-out revision at once, no waiting for new pods) and waits
 //!   until the traffic shows the previous revision at 100 %. The
 //!   InferenceService is then left pinned, with the previous model in its
-//!   spec; the next successful deploy removes the pin.
+//!   spec; the next successful deploy removes the pin. The rollback body holds
+//!   only kfops's own intent (see `previous_manifest`): the fields kfops owned
+//!   in the previous object's `managedFields`, never fields other managers set.
+//! * **Refused before anything is applied** (Knative updates): no
+//!   `latestRolledoutRevision` (KServe ignores `canaryTrafficPercent` then and
+//!   gives the new revision 100 % once ready); a changed `spec.predictor.name`
+//!   (a new component without rolled-out revision); an existing service with
+//!   neither a mode annotation nor `status.deploymentMode` whose status shows
+//!   no Knative revisions and traffic. For every deploy: a service labelled
+//!   [`REPO_LABEL`] for another repository than the settings' label; a
+//!   production deploy without an inference check. A staging deploy without
+//!   a check warns and records [`NO_CHECK_LINE`].
 //! * **Update, Standard mode: refused.** `canaryTrafficPercent` is ignored in
 //!   Standard mode (KServe only reads it in the Knative reconciler), so
 //!   applying would replace the serving model with a plain rolling update
@@ -39,8 +50,11 @@
 //! 100 %. A first deploy (Knative) needs `Ready=True` and
 //! `latestReadyRevision == latestCreatedRevision`; in Standard mode `Ready=True`
 //! and, when present, `status.observedGeneration >= metadata.generation`.
-//! `status.modelStatus.transitionStatus` `BlockedByFailedLoad` or `InvalidSpec`
-//! fails the wait at once; otherwise it ends at `ready_timeout`. Failures
+//! `status.modelStatus.transitionStatus` `BlockedByFailedLoad` or `InvalidSpec`,
+//! and `PredictorReady`/`Ready` `False` with a [`TERMINAL_REASONS`] reason about
+//! the new revision, fail the wait at once; so does, during the canary, the
+//! previous revision dropping below 100 % of the traffic once the new revision
+//! exists (it got traffic before its check). Otherwise it ends at `ready_timeout`. Failures
 //! report the conditions that are not `True` with their reason and message.
 
 use std::collections::BTreeMap;
@@ -48,7 +62,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kfops_core::deploy::{DeployOutcome, DeployRequest};
+use kfops_core::deploy::{DeployOutcome, DeployRequest, Environment};
 use kfops_core::{DeployTarget, Error, ErrorKind, Progress, ProgressEvent};
 use kube::Api;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
@@ -61,6 +75,14 @@ use crate::storage::TemplateVars;
 
 /// The field manager of every server-side apply kfops makes.
 pub const FIELD_MANAGER: &str = "kfops";
+/// The line [`DeployOutcome::checks`] holds when a (staging) deploy ran without an inference check.
+pub const NO_CHECK_LINE: &str = "no inference check (no sample configured)";
+/// The label naming the repository an InferenceService is deployed from (`owner/name`, as the bot sets it).
+pub const REPO_LABEL: &str = "kfops.dev/repo";
+/// Condition reasons that mean the new revision failed for good (waiting longer does not help).
+pub const TERMINAL_REASONS: [&str; 1] = ["RevisionFailed"];
+/// The longest DNS label (RFC 1123); Knative tag hosts such as `latest-{name}-predictor` must fit in it.
+pub const DNS_LABEL_MAX: usize = 63;
 
 /// How KServe runs the predictor (the `serving.kserve.io/deploymentMode` annotation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -325,8 +347,11 @@ impl KserveTarget {
 
     async fn check(&self, url: Option<&str>, what: &str, progress: &dyn Progress) -> Result<Vec<String>, Failure> {
         let Some(settings) = &self.settings.check else {
-            progress.event(ProgressEvent::Message("no inference check configured (no sample)".into()));
-            return Ok(vec!["inference check skipped: no sample configured".into()]);
+            progress.event(ProgressEvent::Warning(format!(
+                "{what} is not checked: no inference check (no sample configured); set \
+                 `deployment.pre_deployment_test_sample_input_path` to check models before they serve"
+            )));
+            return Ok(vec![NO_CHECK_LINE.into()]);
         };
         let Some(url) = url else {
             return Err(Failure::new(
@@ -379,6 +404,60 @@ impl KserveTarget {
         }
     }
 
+    /// Refuse (before applying) an InferenceService labelled for another repository than [`REPO_LABEL`] in the settings.
+    fn refuse_foreign(&self, current: &Value) -> Result<(), Error> {
+        let Some(ours) = self.settings.labels.get(REPO_LABEL) else {
+            return Ok(());
+        };
+        match current["metadata"]["labels"][REPO_LABEL].as_str() {
+            Some(theirs) if theirs != ours => Err(Error::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "InferenceService {} in {} belongs to repository {theirs} (label `{REPO_LABEL}`), not {ours}; \
+                     nothing was changed. Deploy under another service name, or remove the label if the service \
+                     really moved to this repository",
+                    self.settings.service_name, self.settings.namespace
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuse (before applying) a Knative update KServe would not run as a canary at 0 %.
+    fn refuse_unsafe_canary(&self, current: &Value, manifest: &Value) -> Result<(), Error> {
+        if predictor(current, "latestRolledoutRevision").is_none() {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "{} has no rolled-out revision (`status.components.predictor.latestRolledoutRevision` is empty), \
+                     and without one KServe ignores canaryTrafficPercent: the new model would get 100 % of the \
+                     traffic as soon as it is ready, before kfops could check it; nothing was changed. Wait until \
+                     the current revision is fully rolled out (`kubectl get isvc` shows it ready with all traffic), \
+                     or delete the InferenceService and deploy again as a first deploy (this interrupts serving)",
+                    self.what()
+                ),
+            ));
+        }
+        let wanted = &manifest["spec"]["predictor"]["name"];
+        let existing = &current["spec"]["predictor"]["name"];
+        if wanted != existing {
+            let show = |v: &Value| v.as_str().map_or("(none)".to_owned(), |s| format!("`{s}`"));
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "the manifest changes `spec.predictor.name` of {} from {} to {}: that renames the predictor \
+                     component, which starts a new revision history without a rolled-out revision, so KServe would \
+                     give the new model 100 % of the traffic before kfops could check it; nothing was changed. Keep \
+                     `spec.predictor.name` as it is in the manifest template",
+                    self.what(),
+                    show(existing),
+                    show(wanted)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     async fn first_deploy(&self, manifest: &Value, progress: &dyn Progress) -> Result<DeployOutcome, Error> {
         progress.event(ProgressEvent::Stage(format!("applying the new {}", self.what())));
         if let Err(f) = self.apply(manifest, "creating").await {
@@ -419,9 +498,9 @@ impl KserveTarget {
     }
 
     async fn canary(&self, current: Value, manifest: &Value, progress: &dyn Progress) -> Result<DeployOutcome, Error> {
-        let previous = previous_revision(&current);
+        let previous = predictor(&current, "latestRolledoutRevision").map(str::to_owned);
         let created_before = predictor(&current, "latestCreatedRevision").map(str::to_owned);
-        let previous_manifest = previous_manifest(&current);
+        let previous_manifest = previous_manifest(&current, manifest, &self.settings);
         if unchanged(manifest, &current) {
             progress.event(ProgressEvent::Message(format!("{} already serves this model; nothing to do", self.what())));
             let lines = vec![format!("unchanged: {} already serves {}", self.what(), self.settings.storage_uri)];
@@ -519,6 +598,29 @@ impl DeployTarget for KserveTarget {
             Error::new(ErrorKind::InvalidInput, format!("cannot build the manifest of {}: {e}", self.what()))
                 .with_source(e)
         })?;
+        if self.settings.mode == DeploymentMode::Knative {
+            let host = format!("latest-{}-predictor", self.settings.service_name);
+            if host.len() > DNS_LABEL_MAX {
+                progress.event(ProgressEvent::Warning(format!(
+                    "the canary's tag host `{host}` is {} characters, over the {DNS_LABEL_MAX}-character DNS label \
+                     limit: Knative may not publish the `latest` tag URL, and the canary cannot be checked; use a \
+                     service name of at most {} characters",
+                    host.len(),
+                    DNS_LABEL_MAX - (host.len() - self.settings.service_name.len())
+                )));
+            }
+        }
+        if request.environment == Environment::Production && self.settings.check.is_none() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "refusing to deploy to production without an inference check: production deploys need \
+                     `deployment.pre_deployment_test_sample_input_path` (a sample request for the model); \
+                     {} was not changed",
+                    self.what()
+                ),
+            ));
+        }
         progress.event(ProgressEvent::Stage(format!(
             "deploying {} to {} ({} mode, {})",
             self.settings.storage_uri,
@@ -530,6 +632,7 @@ impl DeployTarget for KserveTarget {
         let Some(current) = current else {
             return self.first_deploy(&manifest, progress).await;
         };
+        self.refuse_foreign(&current)?;
         let existing_mode = current["metadata"]["annotations"][MODE_ANNOTATION]
             .as_str()
             .or(current["status"]["deploymentMode"].as_str())
@@ -550,8 +653,24 @@ impl DeployTarget for KserveTarget {
                 ),
             ));
         }
+        if existing_mode.is_none() && !looks_knative(&current) {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "{} has neither the `{MODE_ANNOTATION}` annotation nor `status.deploymentMode`, and its status \
+                     shows no Knative revisions and traffic (`status.components.predictor.latestCreatedRevision`, \
+                     `traffic`), so kfops cannot tell whether a canary would be honoured (in Standard mode the new \
+                     model would replace the serving one unchecked); nothing was changed. Set the annotation on the \
+                     InferenceService to its actual mode, or wait until KServe reports its status",
+                    self.what()
+                ),
+            ));
+        }
         match self.settings.mode {
-            DeploymentMode::Knative => self.canary(current, &manifest, progress).await,
+            DeploymentMode::Knative => {
+                self.refuse_unsafe_canary(&current, &manifest)?;
+                self.canary(current, &manifest, progress).await
+            }
             DeploymentMode::Standard => Err(Error::new(
                 ErrorKind::Unsupported,
                 format!(
@@ -612,30 +731,102 @@ fn is_true(obj: &Value, ty: &str) -> bool {
     condition(obj, ty).is_some_and(|c| c["status"] == "True")
 }
 
-/// The revision serving production: the last fully rolled-out one, else the traffic entry at 100 %.
-fn previous_revision(obj: &Value) -> Option<String> {
-    predictor(obj, "latestRolledoutRevision").map(str::to_owned).or_else(|| {
-        traffic(obj).iter().find(|t| t["percent"] == 100).and_then(|t| t["revisionName"].as_str()).map(str::to_owned)
-    })
-}
-
-/// The object as it was before this deploy, as an apply body: name, namespace, labels, annotations, spec.
-fn previous_manifest(obj: &Value) -> Value {
-    let mut metadata = json!({"name": obj["metadata"]["name"], "namespace": obj["metadata"]["namespace"]});
-    if let Some(labels) = obj["metadata"]["labels"].as_object() {
-        metadata["labels"] = Value::Object(labels.clone());
-    }
-    if let Some(annotations) = obj["metadata"]["annotations"].as_object() {
-        let mut a = annotations.clone();
-        a.remove("kubectl.kubernetes.io/last-applied-configuration");
-        metadata["annotations"] = Value::Object(a);
+/// kfops's own intent for the previous model, as an apply body for the rollback.
+///
+/// When the previous object records what kfops owns (`metadata.managedFields`, manager [`FIELD_MANAGER`],
+/// operation `Apply`), exactly those fields with their previous values. Otherwise (an adopted service) the
+/// configured labels and the annotations kfops sets, and of the spec only the fields the new manifest sets plus
+/// the previous `spec.predictor.model` whole. Either way name and namespace are included and fields only other
+/// managers set (e.g. `minReplicas` by an operator) are left out, so the forced apply does not take them over.
+fn previous_manifest(previous: &Value, manifest: &Value, settings: &KserveSettings) -> Value {
+    let owned = previous["metadata"]["managedFields"].as_array().and_then(|entries| {
+        entries.iter().find(|e| {
+            e["manager"] == FIELD_MANAGER
+                && e["operation"] == "Apply"
+                && e["subresource"].as_str().is_none_or(str::is_empty)
+        })
+    });
+    let (mut metadata, mut spec) = match owned {
+        Some(entry) => {
+            let fields = &entry["fieldsV1"];
+            (
+                owned_part(&fields["f:metadata"], &previous["metadata"]).unwrap_or_else(|| json!({})),
+                owned_part(&fields["f:spec"], &previous["spec"]).unwrap_or_else(|| json!({})),
+            )
+        }
+        None => {
+            let mut metadata = json!({});
+            let labels: serde_json::Map<String, Value> = settings
+                .labels
+                .keys()
+                .filter_map(|k| previous["metadata"]["labels"].get(k).map(|v| (k.clone(), v.clone())))
+                .collect();
+            if !labels.is_empty() {
+                metadata["labels"] = Value::Object(labels);
+            }
+            let annotations: serde_json::Map<String, Value> = manifest["metadata"]["annotations"]
+                .as_object()
+                .map(|ours| {
+                    ours.keys()
+                        .filter_map(|k| previous["metadata"]["annotations"].get(k).map(|v| (k.clone(), v.clone())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !annotations.is_empty() {
+                metadata["annotations"] = Value::Object(annotations);
+            }
+            let mut spec = project(&manifest["spec"], &previous["spec"]).unwrap_or_else(|| json!({}));
+            if previous["spec"]["predictor"]["model"].is_object() {
+                spec["predictor"]["model"] = previous["spec"]["predictor"]["model"].clone();
+            }
+            (metadata, spec)
+        }
+    };
+    metadata["name"] = previous["metadata"]["name"].clone();
+    metadata["namespace"] = previous["metadata"]["namespace"].clone();
+    if !spec["predictor"]["model"].is_object() && previous["spec"]["predictor"]["model"].is_object() {
+        spec["predictor"]["model"] = previous["spec"]["predictor"]["model"].clone();
     }
     json!({
         "apiVersion": manifest::API_VERSION,
         "kind": manifest::KIND,
         "metadata": metadata,
-        "spec": obj["spec"],
+        "spec": spec,
     })
+}
+
+/// The parts of `value` a `fieldsV1` set names (`f:<field>` keys, recursively; a field whose set names no
+/// sub-fields, such as a list or a leaf, is taken whole).
+fn owned_part(fields: &Value, value: &Value) -> Option<Value> {
+    if value.is_null() {
+        return None;
+    }
+    let children: Vec<(&str, &Value)> = fields
+        .as_object()
+        .map(|m| m.iter().filter_map(|(k, v)| k.strip_prefix("f:").map(|name| (name, v))).collect())
+        .unwrap_or_default();
+    match value {
+        Value::Object(obj) if !children.is_empty() => Some(Value::Object(
+            children
+                .into_iter()
+                .filter_map(|(name, sub)| obj.get(name).and_then(|v| owned_part(sub, v)).map(|v| (name.to_owned(), v)))
+                .collect(),
+        )),
+        other => Some(other.clone()),
+    }
+}
+
+/// The parts of `source` at the keys `shape` has (objects recursively; anything else whole from `source`).
+fn project(shape: &Value, source: &Value) -> Option<Value> {
+    match (shape, source) {
+        (Value::Object(keys), Value::Object(values)) => Some(Value::Object(
+            keys.iter()
+                .filter_map(|(k, sub)| values.get(k).and_then(|v| project(sub, v)).map(|v| (k.clone(), v)))
+                .collect(),
+        )),
+        (_, Value::Null) => None,
+        (_, v) => Some(v.clone()),
+    }
 }
 
 /// Whether `sub` is contained in `sup` (objects key by key, everything else equal).
@@ -675,8 +866,36 @@ fn model_failure(obj: &Value) -> Option<String> {
     ))
 }
 
+/// `PredictorReady` or `Ready` is `False` with a [`TERMINAL_REASONS`] reason about `revision` (a message
+/// naming another revision is stale and ignored).
+fn revision_failure(obj: &Value, revision: &str) -> Option<String> {
+    ["PredictorReady", "Ready"].iter().find_map(|ty| {
+        let c = condition(obj, ty)?;
+        let reason = c["reason"].as_str()?;
+        if c["status"] != "False" || !TERMINAL_REASONS.contains(&reason) {
+            return None;
+        }
+        let message = c["message"].as_str().unwrap_or_default();
+        let about_other = message.contains("Revision \"") && !message.contains(&format!("\"{revision}\""));
+        if about_other {
+            return None;
+        }
+        Some(format!("revision {revision} failed ({ty}=False, {reason})"))
+    })
+}
+
+/// Status proof of Knative mode: a created revision and a traffic list.
+fn looks_knative(obj: &Value) -> bool {
+    predictor(obj, "latestCreatedRevision").is_some() && !traffic(obj).is_empty()
+}
+
 fn first_ready(obj: &Value, mode: DeploymentMode) -> Judgement {
     if let Some(why) = model_failure(obj) {
+        return Judgement::Failed(why);
+    }
+    if mode == DeploymentMode::Knative
+        && let Some(why) = predictor(obj, "latestCreatedRevision").and_then(|c| revision_failure(obj, c))
+    {
         return Judgement::Failed(why);
     }
     let ready = is_true(obj, "Ready");
@@ -697,11 +916,25 @@ fn first_ready(obj: &Value, mode: DeploymentMode) -> Judgement {
 
 fn canary_ready(obj: &Value, created_before: Option<&str>, previous: Option<&str>) -> Judgement {
     let created = predictor(obj, "latestCreatedRevision");
-    if created.is_none() || created == created_before {
+    let Some(new) = created.filter(|c| Some(*c) != created_before) else {
         return Judgement::Pending;
-    }
+    };
     if let Some(why) = model_failure(obj) {
         return Judgement::Failed(why);
+    }
+    if let Some(why) = revision_failure(obj, new) {
+        return Judgement::Failed(why);
+    }
+    if let Some(previous) = previous
+        && !traffic(obj).is_empty()
+    {
+        let share = percent_of(obj, previous);
+        if share < 100 {
+            return Judgement::Failed(format!(
+                "the previous revision {previous} has only {share} % of the traffic although the canary is pinned \
+                 at 0 %: KServe routed traffic to the unchecked revision {new}"
+            ));
+        }
     }
     let ready = predictor(obj, "latestReadyRevision");
     let tagged = traffic(obj).iter().any(|t| t["revisionName"].as_str() == created && t["tag"] == "latest");

@@ -66,6 +66,14 @@ pub const CRD_FILE: &str = "shared/reference/kserve/serving.kserve.io_inferences
 /// The InferenceService to apply for `settings` and the deploy's `vars`
 /// (without `canaryTrafficPercent`: the rollout adds it).
 pub fn build(settings: &KserveSettings, vars: &TemplateVars) -> Result<Value, DeployError> {
+    for (what, value) in [("service name", &settings.service_name), ("namespace", &settings.namespace)] {
+        if let Err(why) = dns_label(value) {
+            return Err(DeployError::Manifest(format!(
+                "the {what} `{value}` is not a valid Kubernetes name: {why} (a DNS-1123 label: lowercase letters, \
+                 digits and `-`, at most 63 characters, starting and ending with a letter or digit)"
+            )));
+        }
+    }
     if !STORAGE_SCHEMES.iter().any(|p| settings.storage_uri.starts_with(p)) {
         return Err(DeployError::Manifest(format!(
             "the storage URI `{}` has a scheme KServe cannot download from; supported: {}",
@@ -116,7 +124,27 @@ pub fn build(settings: &KserveSettings, vars: &TemplateVars) -> Result<Value, De
             }
         }
     }
+    if let Err(errors) = validate(&manifest) {
+        return Err(DeployError::Invalid { errors });
+    }
     Ok(manifest)
+}
+
+/// Why `name` is not a DNS-1123 label, if it is not one.
+pub fn dns_label(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("it is empty".into());
+    }
+    if name.len() > 63 {
+        return Err(format!("it is {} characters long", name.len()));
+    }
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')) {
+        return Err(format!("it contains `{c}`"));
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return Err("it starts or ends with `-`".into());
+    }
+    Ok(())
 }
 
 fn default_manifest(settings: &KserveSettings) -> Value {
@@ -269,25 +297,27 @@ fn object_in<'a>(
     entry.as_object_mut().ok_or_else(|| DeployError::Manifest(format!("`{path}` in the manifest is not a mapping")))
 }
 
-/// Where the InferenceService CRD is read from: `shared/` beside the workspace
-/// (`$CARGO_MANIFEST_DIR/../../shared/reference/kserve/…`).
+/// Where the InferenceService CRD file lies in a checkout: `shared/` beside the workspace
+/// (`$CARGO_MANIFEST_DIR/../../shared/reference/kserve/…`); [`EMBEDDED_CRD`] is compiled from it.
 pub fn crd_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(CRD_FILE)
 }
 
-/// The CRD's `spec.versions[0].schema.openAPIV3Schema`, read once from [`crd_path`].
+/// The InferenceService CRD (KServe v0.20), compiled into the binary from [`CRD_FILE`].
+pub const EMBEDDED_CRD: &str =
+    include_str!("../../../shared/reference/kserve/serving.kserve.io_inferenceservices.yaml");
+
+/// The CRD's `spec.versions[0].schema.openAPIV3Schema`, parsed once from [`EMBEDDED_CRD`].
 pub fn crd_schema() -> Result<&'static Value, DeployError> {
     static SCHEMA: OnceLock<Result<Value, String>> = OnceLock::new();
-    let path = crd_path();
     let loaded = SCHEMA.get_or_init(|| {
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            format!("{e} (the reference data lives in `shared/` beside the workspace; check it out there)")
-        })?;
-        let crd: Value = serde_yaml::from_str(&text).map_err(|e| format!("not YAML: {e}"))?;
+        let crd: Value = serde_yaml::from_str(EMBEDDED_CRD).map_err(|e| format!("not YAML: {e}"))?;
         let schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone();
         if schema.is_object() { Ok(schema) } else { Err("no spec.versions[0].schema.openAPIV3Schema".into()) }
     });
-    loaded.as_ref().map_err(|reason| DeployError::Schema { path: path.display().to_string(), reason: reason.clone() })
+    loaded
+        .as_ref()
+        .map_err(|reason| DeployError::Schema { path: format!("{CRD_FILE} (embedded)"), reason: reason.clone() })
 }
 
 /// Validate `manifest` against the InferenceService CRD ([`crd_schema`]); every

@@ -481,3 +481,34 @@ fn report_lines_show_p50_and_max() {
     };
     assert_eq!(r.lines()[1], "latency p50 2.0 ms, max 9.0 ms");
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Response size.
+
+#[tokio::test]
+async fn an_answer_over_one_mib_is_refused_unread() {
+    async fn answer(uri: Uri) -> Response {
+        if uri.path() == "/v2/models/iris/infer" {
+            let huge = format!("{{\"outputs\":[{{\"name\":\"o\",\"data\":\"{}\"}}]}}", "x".repeat(2 * 1024 * 1024));
+            return (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], huge).into_response();
+        }
+        (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{\"ready\":true}").into_response()
+    }
+    let app = axum::Router::new().fallback(answer);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let target = CheckTarget { base_url: base, host: None, model_name: "iris".into() };
+    let err = checker()
+        .check(&target, &settings(read_json("samples/sklearn_v2_iris-input.json"), None, 1, Duration::from_secs(5)))
+        .await
+        .expect_err("too large");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "prediction request 1 failed: POST /v2/models/iris/infer answered 200 OK with a body over {} bytes; \
+             kfops reads at most that much",
+            kfops_deploy::check::MAX_BODY_BYTES
+        )
+    );
+}

@@ -48,6 +48,23 @@ enum Behaviour {
     Broken,
     Slow,
     Reject,
+    /// The revision fails (`RevisionFailed`) while the model status still says `InProgress`.
+    Crash,
+}
+
+/// The `fieldsV1` set of everything in `value` (what one manager applying `value` owns).
+fn fields_of(value: &Value) -> Value {
+    match value {
+        Value::Object(obj) => {
+            let mut set = serde_json::Map::new();
+            set.insert(".".into(), json!({}));
+            for (k, v) in obj {
+                set.insert(format!("f:{k}"), fields_of(v));
+            }
+            Value::Object(set)
+        }
+        _ => json!({}),
+    }
 }
 
 fn behaviour(storage_uri: &str) -> Behaviour {
@@ -57,6 +74,8 @@ fn behaviour(storage_uri: &str) -> Behaviour {
         Behaviour::Slow
     } else if storage_uri.contains("reject") {
         Behaviour::Reject
+    } else if storage_uri.contains("crash") {
+        Behaviour::Crash
     } else {
         Behaviour::Ready
     }
@@ -85,6 +104,13 @@ struct Fake {
     invalid: Vec<String>,
     /// From this apply on (0-based), applies fail with this status code.
     failing_applies: Option<(usize, u16)>,
+    /// The next ready revision gets all traffic at once, ignoring `canaryTrafficPercent` (KServe without a
+    /// rolled-out revision to split with).
+    blue_green_once: bool,
+    /// The status has only `url` and `conditions` (no `deploymentMode`, no Knative components).
+    bare_status: bool,
+    /// KServe never records a rolled-out revision (`latestRolledoutRevision` stays empty).
+    never_rolls_out: bool,
 }
 
 impl Fake {
@@ -102,6 +128,9 @@ impl Fake {
             seen: Vec::new(),
             invalid: Vec::new(),
             failing_applies: None,
+            blue_green_once: false,
+            bare_status: false,
+            never_rolls_out: false,
         }
     }
 
@@ -127,10 +156,20 @@ impl Fake {
         });
         obj["metadata"]["generation"] = json!(self.generation);
         obj["metadata"]["uid"] = json!("5d1c0a7e-0000-4000-8000-000000000001");
+        let owned = json!({"f:metadata": fields_of(&body["metadata"]), "f:spec": fields_of(&body["spec"])});
+        obj["metadata"]["managedFields"] = json!([
+            {"manager": "kfops", "operation": "Apply", "apiVersion": body["apiVersion"], "fieldsType": "FieldsV1",
+             "fieldsV1": owned}
+        ]);
         self.obj = Some(obj);
         if self.mode == DeploymentMode::Standard {
             self.reads_until_ready = 2;
             return;
+        }
+        let pinned = self.canary_percent().is_some_and(|p| p < 100);
+        if pinned && self.ready.is_some() && self.rolled_out == self.ready && self.previous_rolled_out.is_some() {
+            // Pinning a fully rolled-out revision back: KServe resets latestRolledoutRevision to the previous one.
+            self.rolled_out = self.previous_rolled_out.take();
         }
         let mut template = body["spec"]["predictor"].clone();
         if let Some(t) = template.as_object_mut() {
@@ -167,10 +206,12 @@ impl Fake {
 
     /// KServe's bookkeeping: without a canary split, the latest ready revision is rolled out.
     fn settle(&mut self) {
-        let split = self.canary_percent().is_some_and(|p| p < 100) && self.rolled_out.is_some();
-        if !split && self.ready.is_some() && self.rolled_out != self.ready {
+        let pinned = self.canary_percent().is_some_and(|p| p < 100);
+        let split = pinned && self.rolled_out.is_some() && !self.blue_green_once;
+        if !split && !self.never_rolls_out && self.ready.is_some() && self.rolled_out != self.ready {
             self.previous_rolled_out = self.rolled_out.take();
             self.rolled_out = self.ready.clone();
+            self.blue_green_once = false;
         }
     }
 
@@ -217,6 +258,15 @@ impl Fake {
                 json!({"transitionStatus": "BlockedByFailedLoad",
                        "lastFailureInfo": {"reason": "ModelLoadFailed", "message": "no model found in s3://trained-models/broken/"}}),
             ),
+            (true, Some(Behaviour::Crash)) => (
+                json!([
+                    {"type": "IngressReady", "status": "True"},
+                    {"type": "PredictorReady", "status": "False", "reason": "RevisionFailed",
+                     "message": format!("Revision \"{}\" failed with message: Container failed with: exec format error", self.created.as_deref().unwrap_or(""))},
+                    {"type": "Ready", "status": "False", "reason": "RevisionFailed"}
+                ]),
+                json!({"transitionStatus": "InProgress"}),
+            ),
             (true, Some(Behaviour::Slow)) => (
                 json!([
                     {"type": "IngressReady", "status": "True"},
@@ -236,6 +286,9 @@ impl Fake {
                 json!({"transitionStatus": if pending { "InProgress" } else { "UpToDate" }}),
             ),
         };
+        if self.bare_status {
+            return json!({"url": Fake::url(None), "conditions": conditions});
+        }
         json!({
             "deploymentMode": "Knative",
             "observedGeneration": self.generation,
@@ -427,14 +480,17 @@ struct Run {
 }
 
 async fn deploy(fake: Fake, settings: KserveSettings, fail_check: bool) -> Run {
+    deploy_request(fake, settings, fail_check, request("run-2")).await
+}
+
+async fn deploy_request(fake: Fake, settings: KserveSettings, fail_check: bool, request: DeployRequest) -> Run {
     let fake = Arc::new(Mutex::new(fake));
     let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let server = serve(handle, fake.clone());
     let checker = Arc::new(FakeCheck { fail: fail_check, fake: fake.clone(), calls: Mutex::new(Vec::new()) });
     let target = KserveTarget::new(kube::Client::new(svc, "default"), settings, checker.clone());
     let events = Events::default();
-    let run_id = "run-2";
-    let result = target.deploy(request(run_id), &events).await;
+    let result = target.deploy(request, &events).await;
     drop(target);
     server.await.expect("fake API server");
     let checks = checker.calls.lock().expect("lock").clone();
@@ -732,4 +788,270 @@ async fn an_apply_with_unknown_outcome_is_rolled_back() {
     assert_eq!(applied.len(), 2, "the canary and the attempted rollback");
     assert_eq!(storage(applied[1]), V1);
     assert!(run.checks.is_empty());
+}
+
+fn warnings(events: &Events) -> Vec<String> {
+    let events = events.0.lock().expect("lock");
+    events.iter().filter_map(|e| if let ProgressEvent::Warning(s) = e { Some(s.clone()) } else { None }).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn update_without_a_rolled_out_revision_is_refused_before_applying() {
+    let mut fake = Fake::existing(DeploymentMode::Knative);
+    fake.rolled_out = None;
+    fake.never_rolls_out = true;
+    let run = deploy(fake, settings(DeploymentMode::Knative, V2), false).await;
+    let err = run.result.expect_err("refused");
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    let msg = err.message();
+    assert!(msg.contains("has no rolled-out revision"), "{msg}");
+    assert!(msg.contains("KServe ignores canaryTrafficPercent"), "{msg}");
+    assert!(msg.contains("nothing was changed"), "{msg}");
+    assert!(msg.contains("Wait until the current revision is fully rolled out"), "{msg}");
+    assert_eq!(run.fake.lock().expect("lock").methods(), ["GET"]);
+    assert!(run.checks.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn renaming_the_predictor_is_refused_before_applying() {
+    let mut s = settings(DeploymentMode::Knative, V2);
+    s.manifest_template = Some(
+        "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata:\n  name: {service_name}\n  \
+         namespace: {namespace}\nspec:\n  predictor:\n    name: v2\n    model:\n      modelFormat: {{name: sklearn}}\n      \
+         protocolVersion: v2\n      storageUri: {storage_uri}\n"
+            .into(),
+    );
+    let run = deploy(Fake::existing(DeploymentMode::Knative), s, false).await;
+    let err = run.result.expect_err("refused");
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    let msg = err.message();
+    assert!(
+        msg.contains("changes `spec.predictor.name` of InferenceService staging/iris from (none) to `v2`"),
+        "{msg}"
+    );
+    assert!(msg.contains("nothing was changed"), "{msg}");
+    assert_eq!(run.fake.lock().expect("lock").methods(), ["GET"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn canary_that_takes_traffic_before_the_check_is_rolled_back() {
+    let mut fake = Fake::existing(DeploymentMode::Knative);
+    fake.blue_green_once = true;
+    let run = deploy(fake, settings(DeploymentMode::Knative, V2), false).await;
+    let err = run.result.expect_err("fails");
+    let msg = err.message();
+    assert!(
+        msg.starts_with(
+            "the new revision failed: the previous revision iris-predictor-00001 has only 0 % of the traffic although \
+             the canary is pinned at 0 %: KServe routed traffic to the unchecked revision iris-predictor-00002"
+        ),
+        "{msg}"
+    );
+    assert!(msg.ends_with("rolled back to revision iris-predictor-00001 (100 % of the traffic; the previous spec is pinned with canaryTrafficPercent: 0)"), "{msg}");
+    assert!(run.checks.is_empty(), "an unchecked revision that got traffic is not checked, it is rolled back");
+    assert_rolled_back(&run.fake.lock().expect("lock"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn existing_service_of_unknown_mode_is_refused_without_knative_status() {
+    let mut fake = Fake::existing(DeploymentMode::Knative);
+    fake.bare_status = true;
+    if let Some(obj) = fake.obj.as_mut() {
+        obj["metadata"]["annotations"] = json!({});
+    }
+    let run = deploy(fake, settings(DeploymentMode::Knative, V2), false).await;
+    let err = run.result.expect_err("refused");
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    let msg = err.message();
+    assert!(
+        msg.contains("has neither the `serving.kserve.io/deploymentMode` annotation nor `status.deploymentMode`"),
+        "{msg}"
+    );
+    assert!(msg.contains("nothing was changed"), "{msg}");
+    assert_eq!(run.fake.lock().expect("lock").methods(), ["GET"]);
+
+    // Without the annotation but with Knative revisions and traffic in its status, it is updated as Knative.
+    let mut fake = Fake::existing(DeploymentMode::Knative);
+    if let Some(obj) = fake.obj.as_mut() {
+        obj["metadata"]["annotations"] = json!({});
+    }
+    let run = deploy(fake, settings(DeploymentMode::Knative, V2), false).await;
+    let outcome = run.result.expect("deploys as Knative");
+    assert_eq!(outcome.revision.as_deref(), Some("iris-predictor-00002"));
+}
+
+fn production(run: &str) -> DeployRequest {
+    DeployRequest { environment: Environment::Production, ..request(run) }
+}
+
+#[tokio::test(start_paused = true)]
+async fn production_without_an_inference_check_is_refused() {
+    let mut s = settings(DeploymentMode::Knative, V2);
+    s.check = None;
+    let run = deploy_request(Fake::existing(DeploymentMode::Knative), s, false, production("run-2")).await;
+    let err = run.result.expect_err("refused");
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    let msg = err.message();
+    assert!(msg.contains("production deploys need `deployment.pre_deployment_test_sample_input_path`"), "{msg}");
+    assert!(msg.ends_with("InferenceService staging/iris was not changed"), "{msg}");
+    assert!(run.fake.lock().expect("lock").methods().is_empty(), "nothing was read or applied");
+
+    // With a check, production deploys.
+    let run = deploy_request(
+        Fake::existing(DeploymentMode::Knative),
+        settings(DeploymentMode::Knative, V2),
+        false,
+        production("run-2"),
+    )
+    .await;
+    run.result.expect("deploys");
+}
+
+#[tokio::test(start_paused = true)]
+async fn staging_without_an_inference_check_warns_and_says_so() {
+    let mut s = settings(DeploymentMode::Knative, V2);
+    s.check = None;
+    let run = deploy(Fake::existing(DeploymentMode::Knative), s, false).await;
+    let outcome = run.result.expect("deploys");
+    assert_eq!(outcome.checks, vec![kfops_deploy::kserve::NO_CHECK_LINE.to_owned()]);
+    assert_eq!(outcome.checks, vec!["no inference check (no sample configured)".to_owned()]);
+    assert!(run.checks.is_empty());
+    let warnings = warnings(&run.events);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("revision iris-predictor-00002 is not checked: no inference check"), "{warnings:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn service_of_another_repository_is_refused_and_unlabelled_ones_are_adopted() {
+    let repo_label = kfops_deploy::kserve::REPO_LABEL;
+    let mut fake = Fake::existing(DeploymentMode::Knative);
+    if let Some(obj) = fake.obj.as_mut() {
+        obj["metadata"]["labels"][repo_label] = json!("acme.other");
+    }
+    let mut s = settings(DeploymentMode::Knative, V2);
+    s.labels.insert(repo_label.to_owned(), "acme.churn".to_owned());
+    let run = deploy(fake, s.clone(), false).await;
+    let err = run.result.expect_err("refused");
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+    assert!(
+        err.message().starts_with("InferenceService iris in staging belongs to repository acme.other"),
+        "{}",
+        err.message()
+    );
+    assert!(err.message().contains("nothing was changed"), "{}", err.message());
+    assert_eq!(run.fake.lock().expect("lock").methods(), ["GET"]);
+
+    // Unlabelled: adopted, and labelled from now on.
+    let run = deploy(Fake::existing(DeploymentMode::Knative), s, false).await;
+    run.result.expect("adopted");
+    let fake = run.fake.lock().expect("lock");
+    assert_eq!(fake.applied()[0]["metadata"]["labels"][repo_label], "acme.churn");
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_revision_fails_the_wait_at_once() {
+    let started = tokio::time::Instant::now();
+    let run = deploy(
+        Fake::existing(DeploymentMode::Knative),
+        settings(DeploymentMode::Knative, "s3://trained-models/crash/"),
+        false,
+    )
+    .await;
+    let err = run.result.expect_err("fails");
+    let msg = err.message();
+    assert!(
+        msg.starts_with(
+            "the new revision failed: revision iris-predictor-00002 failed (PredictorReady=False, RevisionFailed)"
+        ),
+        "{msg}"
+    );
+    assert!(msg.contains("exec format error"), "{msg}");
+    assert!(msg.ends_with("rolled back to revision iris-predictor-00001 (100 % of the traffic; the previous spec is pinned with canaryTrafficPercent: 0)"), "{msg}");
+    let fake = run.fake.lock().expect("lock");
+    // GET, PATCH (canary), one GET that sees the failure, PATCH (rollback), GET(s) until the previous serves again.
+    assert_eq!(fake.methods()[..4], ["GET", "PATCH", "GET", "PATCH"]);
+    assert_rolled_back(&fake);
+    // Paused time: far below the 60 s ready timeout (only the rollback's polls, 1 s each, at most).
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn rollback_applies_only_what_kfops_manages() {
+    let mut fake = Fake::existing(DeploymentMode::Knative);
+    if let Some(obj) = fake.obj.as_mut() {
+        // Set by other field managers (an operator, a webhook): kfops never sets these.
+        obj["spec"]["predictor"]["minReplicas"] = json!(2);
+        obj["spec"]["predictor"]["model"]["args"] = json!(["--workers=2"]);
+        obj["metadata"]["annotations"]["autoscaling.knative.dev/target"] = json!("5");
+        obj["metadata"]["labels"]["team"] = json!("risk");
+    }
+    let run = deploy(fake, settings(DeploymentMode::Knative, V2), true).await;
+    run.result.expect_err("the check fails");
+    let rollback = run.fake.lock().expect("lock").applied()[1].clone();
+    assert_eq!(
+        rollback,
+        json!({
+            "apiVersion": "serving.kserve.io/v1beta1",
+            "kind": "InferenceService",
+            "metadata": {
+                "name": NAME,
+                "namespace": NS,
+                "labels": {"kfops.dev/pr": "17"},
+                "annotations": {
+                    "serving.kserve.io/deploymentMode": "Knative",
+                    "serving.kserve.io/enable-tag-routing": "true"
+                }
+            },
+            "spec": {"predictor": {
+                "canaryTrafficPercent": 0,
+                "model": {"modelFormat": {"name": "sklearn"}, "protocolVersion": "v2", "storageUri": V1}
+            }}
+        })
+    );
+
+    // Without managedFields (a service kfops adopted): kfops's labels and annotations, the spec fields the new
+    // manifest sets, and the previous model as it was.
+    let mut fake = Fake::existing(DeploymentMode::Knative);
+    if let Some(obj) = fake.obj.as_mut() {
+        obj["metadata"]["managedFields"] = json!([]);
+        obj["spec"]["predictor"]["minReplicas"] = json!(2);
+        obj["spec"]["predictor"]["model"]["args"] = json!(["--workers=2"]);
+        obj["metadata"]["annotations"]["autoscaling.knative.dev/target"] = json!("5");
+    }
+    let run = deploy(fake, settings(DeploymentMode::Knative, V2), true).await;
+    run.result.expect_err("the check fails");
+    let fake = run.fake.lock().expect("lock");
+    let rollback = &fake.applied()[1];
+    assert_eq!(
+        rollback["spec"],
+        json!({"predictor": {"canaryTrafficPercent": 0, "model": {"modelFormat": {"name": "sklearn"},
+               "protocolVersion": "v2", "storageUri": V1, "args": ["--workers=2"]}}})
+    );
+    assert_eq!(
+        rollback["metadata"]["annotations"],
+        json!({"serving.kserve.io/deploymentMode": "Knative", "serving.kserve.io/enable-tag-routing": "true"})
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn long_service_names_warn_that_the_canary_tag_host_is_too_long() {
+    // 47 characters: `latest-{name}-predictor` has 64, one over the DNS label limit. The production refusal (no
+    // check) comes after the warning, so nothing reaches the fake API server.
+    let name = "m".repeat(47);
+    let mut s = KserveSettings { service_name: name.clone(), ..settings(DeploymentMode::Knative, V2) };
+    s.check = None;
+    let run = deploy_request(Fake::empty(DeploymentMode::Knative), s.clone(), false, production("run-2")).await;
+    run.result.expect_err("production without a check");
+    let seen = warnings(&run.events);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(
+        seen[0].starts_with(&format!("the canary's tag host `latest-{name}-predictor` is 64 characters")),
+        "{seen:?}"
+    );
+    assert!(seen[0].contains("use a service name of at most 46 characters"), "{seen:?}");
+
+    let short = KserveSettings { service_name: "m".repeat(46), ..s };
+    let run = deploy_request(Fake::empty(DeploymentMode::Knative), short, false, production("run-2")).await;
+    run.result.expect_err("production without a check");
+    assert!(warnings(&run.events).is_empty());
 }

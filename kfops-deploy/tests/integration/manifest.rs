@@ -284,3 +284,43 @@ fn the_validator_knows_its_schema_subset() {
         vec!["metadata: required object missing".to_owned()]
     );
 }
+
+#[test]
+fn build_refuses_a_template_the_crd_rejects_with_every_path() {
+    let mut s = settings(DeploymentMode::Knative);
+    s.manifest_template = Some(
+        TEMPLATE
+            .replace("      storageUri: {storage_uri}\n", "      storageUri: {storage_uri}\n      storageURI: typo\n"),
+    );
+    s.manifest_template = s.manifest_template.map(|t| t.replace("minReplicas: 1", "minReplicas: many"));
+    let err = build(&s, &vars()).expect_err("the CRD rejects it");
+    let DeployError::Invalid { errors } = &err else { panic!("expected Invalid, got {err:?}") };
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors.iter().any(|e| e.starts_with("spec.predictor.model.storageURI: unknown field")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.starts_with("spec.predictor.minReplicas: must be integer")), "{errors:?}");
+    let msg = err.to_string();
+    assert!(msg.starts_with("the manifest does not match the InferenceService CRD: spec."), "{msg}");
+    assert!(msg.contains("spec.predictor.model.storageURI") && msg.contains("spec.predictor.minReplicas"), "{msg}");
+}
+
+#[test]
+fn service_name_and_namespace_must_be_dns_labels() {
+    let long = "m".repeat(64);
+    for (name, ns, says) in [
+        ("Churn", "staging", "the service name `Churn` is not a valid Kubernetes name: it contains `C`"),
+        ("churn_model", "staging", "the service name `churn_model` is not a valid Kubernetes name: it contains `_`"),
+        ("-churn", "staging", "the service name `-churn` is not a valid Kubernetes name: it starts or ends with `-`"),
+        ("churn", "staging-", "the namespace `staging-` is not a valid Kubernetes name: it starts or ends with `-`"),
+        ("churn", "", "the namespace `` is not a valid Kubernetes name: it is empty"),
+        (long.as_str(), "staging", "is not a valid Kubernetes name: it is 64 characters long"),
+    ] {
+        let s = KserveSettings::new(name, ns, "s3://trained-models/run-42/", "sklearn");
+        let err = build(&s, &vars()).expect_err(name);
+        assert!(matches!(err, DeployError::Manifest(_)), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains(says) && msg.contains("a DNS-1123 label"), "{msg}");
+    }
+    let ok = KserveSettings::new("m".repeat(63), "a-1", "s3://trained-models/run-42/", "sklearn");
+    assert!(build(&ok, &vars()).is_ok());
+    assert_eq!(manifest::dns_label("0-a"), Ok(()));
+}
