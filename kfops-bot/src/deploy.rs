@@ -292,7 +292,7 @@ pub fn settings(
     labels.insert("kfops.dev/pr".to_owned(), vars.pr.to_string());
     labels.insert("kfops.dev/sha".to_owned(), vars.sha.get(..12).unwrap_or(&vars.sha).to_owned());
     labels.insert("kfops.dev/command".to_owned(), vars.command_id.to_string());
-    labels.insert("kfops.dev/repo".to_owned(), vars.repo.replace('/', "."));
+    labels.insert(kfops_deploy::kserve::REPO_LABEL.to_owned(), vars.repo.replace('/', "."));
     Ok(KserveSettings {
         service_name: d.inference_service_name.clone(),
         namespace: target.namespace.clone(),

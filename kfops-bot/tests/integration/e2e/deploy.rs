@@ -217,6 +217,8 @@ async fn deploy_labels_merges_and_closes_and_staging_does_not_merge() {
     let (settings, request) = &calls[1];
     assert_eq!((settings.service_name.as_str(), settings.namespace.as_str()), ("churn-model", "models"));
     assert_eq!(settings.model_format, "sklearn");
+    assert_eq!(settings.labels.get("kfops.dev/repo").map(String::as_str), Some("acme.churn-model"));
+    assert_eq!(settings.storage_uri, format!("s3://trained-models/{run_id}/"));
     assert_eq!(request.run_id.0, run_id);
     let check = settings.check.as_ref().expect("the sample is sent");
     assert_eq!(check.sample["instances"][0], json!([3, 105.5, 4, 1, 0]));
