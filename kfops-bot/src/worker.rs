@@ -935,25 +935,7 @@ impl Job<'_> {
         }
 
         // The repository's deployment settings, at the commit the run was built from.
-        let dir = self.s.workdir_root.join(format!("command-{}", self.id));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(|e| Failure {
-            summary: "creating the workdir".into(),
-            detail: format!("{}: {e}", dir.display()),
-            transient: true,
-        })?;
-        let workdir = Workdir(dir);
-        let mut at_run = pr.clone();
-        at_run.head_sha = Sha(run_sha.to_owned());
-        self.s
-            .scm
-            .checkout(&at_run, &workdir.0)
-            .await
-            .map_err(|e| Failure::from_error(&format!("checking out {}", short(run_sha)), &e))?;
-        let loaded = kfops_config::ConfigLoader::new(&workdir.0).load().map_err(|e| {
-            let prefix = format!("{}/", workdir.0.display());
-            Failure::new("the repository's kfops configuration is invalid", e.to_string().replace(&prefix, ""))
-        })?;
+        let (workdir, loaded) = self.checkout(pr, run_sha).await?;
         let settings = crate::deploy::settings(
             &loaded,
             environment,
@@ -1116,9 +1098,10 @@ impl Job<'_> {
         self.s.ledger(move |s| s.finish_deploy(id, &end)).await
     }
 
-    /// Check out, load the configuration, compile, check, build images, publish.
-    async fn build(&mut self, pr: &PullRequest, sha: &str) -> Result<Built, Failure> {
-        self.stage(ReportStage::Compiling, Stage::Compiling, "checking out and compiling".into()).await?;
+    /// `sha` of the PR checked out into this command's fresh workdir (removed when the
+    /// returned guard drops), and the repository's configuration there, loaded without
+    /// the bot's environment or flags.
+    async fn checkout(&self, pr: &PullRequest, sha: &str) -> Result<(Workdir, kfops_config::LoadedConfig), Failure> {
         let dir = self.s.workdir_root.join(format!("command-{}", self.id));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| Failure {
@@ -1127,19 +1110,25 @@ impl Job<'_> {
             transient: true,
         })?;
         let workdir = Workdir(dir);
-        let mut pinned = pr.clone();
-        pinned.head_sha = Sha(sha.to_owned());
+        let mut at = pr.clone();
+        at.head_sha = Sha(sha.to_owned());
         self.s
             .scm
-            .checkout(&pinned, &workdir.0)
+            .checkout(&at, &workdir.0)
             .await
-            .map_err(|e| Failure::from_error(&format!("checking out {}", sha.get(..12).unwrap_or(sha)), &e))?;
-
-        // The repository's configuration, without the bot's environment or flags.
+            .map_err(|e| Failure::from_error(&format!("checking out {}", short(sha)), &e))?;
         let loaded = kfops_config::ConfigLoader::new(&workdir.0).load().map_err(|e| {
+            // Paths relative to the repository, as the author knows them.
             let prefix = format!("{}/", workdir.0.display());
             Failure::new("the repository's kfops configuration is invalid", e.to_string().replace(&prefix, ""))
         })?;
+        Ok((workdir, loaded))
+    }
+
+    /// Check out, load the configuration, compile, check, build images, publish.
+    async fn build(&mut self, pr: &PullRequest, sha: &str) -> Result<Built, Failure> {
+        self.stage(ReportStage::Compiling, Stage::Compiling, "checking out and compiling".into()).await?;
+        let (workdir, loaded) = self.checkout(pr, sha).await?;
         for w in &loaded.warnings {
             self.report.problems.push(Problem {
                 error: false,

@@ -83,76 +83,41 @@ fn run_tidy(root: &Path) -> Result<(), String> {
 /// The project-local virtualenv with the pinned `kfp`, created on first use.
 fn ensure_venv(root: &Path) -> Result<PathBuf, String> {
     // moto's `moto_server` is the S3-compatible server of the S3 client's integration test.
-    const MOTO_VERSION: &str = "5.2.5";
-    let venv = root.join(".venv");
-    let python = venv.join("bin/python");
-    let ready = Command::new(&python)
-        .args([
-            "-c",
-            &format!(
-                "import kfp, moto, sys; \
-                 sys.exit(0 if kfp.__version__ == '{KFP_VERSION}' and moto.__version__ == '{MOTO_VERSION}' else 1)"
-            ),
-        ])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ready {
-        return Ok(python);
-    }
-    eprintln!("xtask: creating {} with kfp=={KFP_VERSION} and moto[server]=={MOTO_VERSION} (once)", venv.display());
-    let system_python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    status(Command::new(&system_python).args(["-m", "venv"]).arg(&venv), "creating the virtualenv")?;
-    status(
-        Command::new(&python).args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            &format!("kfp=={KFP_VERSION}"),
-            &format!("moto[server]=={MOTO_VERSION}"),
-        ]),
-        "installing kfp and moto",
-    )?;
-    Ok(python)
+    ensure_pinned_venv(&root.join(".venv"), &[("kfp", "kfp", KFP_VERSION), ("moto", "moto[server]", "5.2.5")])
 }
 
 /// The second virtualenv, `.venv-kserve`, with the pinned `kserve` model server and scikit-learn: the
 /// inference check's integration tests train an iris model and serve it with the real KServe server.
-/// Created on first use; when present with the pinned versions, only the version check runs.
 fn ensure_kserve_venv(root: &Path) -> Result<PathBuf, String> {
-    const KSERVE_VERSION: &str = "0.21.0";
-    const SKLEARN_VERSION: &str = "1.9.1";
-    const JOBLIB_VERSION: &str = "1.6.0";
-    let venv = root.join(".venv-kserve");
+    ensure_pinned_venv(
+        &root.join(".venv-kserve"),
+        &[("kserve", "kserve", "0.21.0"), ("scikit-learn", "scikit-learn", "1.9.1"), ("joblib", "joblib", "1.6.0")],
+    )
+}
+
+/// A virtualenv at `venv` with exactly these `(distribution, pip requirement, version)` pins,
+/// created on first use; when present with the pinned versions, only the version check runs.
+fn ensure_pinned_venv(venv: &Path, pins: &[(&str, &str, &str)]) -> Result<PathBuf, String> {
     let python = venv.join("bin/python");
+    let wanted: Vec<String> = pins.iter().map(|(dist, _, version)| format!("('{dist}', '{version}')")).collect();
     let check = format!(
         "import sys; from importlib.metadata import version as v; \
-         sys.exit(0 if (v('kserve'), v('scikit-learn'), v('joblib')) == \
-         ('{KSERVE_VERSION}', '{SKLEARN_VERSION}', '{JOBLIB_VERSION}') else 1)"
+         sys.exit(0 if all(v(d) == want for d, want in [{}]) else 1)",
+        wanted.join(", ")
     );
-    let ready = Command::new(&python).args(["-c", &check]).output().is_ok_and(|o| o.status.success());
-    if ready {
+    if Command::new(&python).args(["-c", &check]).output().is_ok_and(|o| o.status.success()) {
         return Ok(python);
     }
-    eprintln!(
-        "xtask: creating {} with kserve=={KSERVE_VERSION}, scikit-learn=={SKLEARN_VERSION} and joblib=={JOBLIB_VERSION} (once)",
-        venv.display()
-    );
+    let specs: Vec<String> = pins.iter().map(|(_, requirement, version)| format!("{requirement}=={version}")).collect();
+    eprintln!("xtask: creating {} with {} (once)", venv.display(), specs.join(", "));
     let system_python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    status(Command::new(&system_python).args(["-m", "venv"]).arg(&venv), "creating the kserve virtualenv")?;
     status(
-        Command::new(&python).args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            &format!("kserve=={KSERVE_VERSION}"),
-            &format!("scikit-learn=={SKLEARN_VERSION}"),
-            &format!("joblib=={JOBLIB_VERSION}"),
-        ]),
-        "installing kserve, scikit-learn and joblib",
+        Command::new(&system_python).args(["-m", "venv"]).arg(venv),
+        &format!("creating the virtualenv {}", venv.display()),
+    )?;
+    status(
+        Command::new(&python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"]).args(&specs),
+        &format!("installing {}", specs.join(", ")),
     )?;
     Ok(python)
 }
