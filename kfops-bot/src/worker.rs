@@ -251,7 +251,9 @@ impl Dispatcher {
             let stop = self.stopping.subscribe();
             st.tasks.spawn(async move {
                 let id = record.id;
-                let attempt = me.services.process(id, tries + 1, stop).await;
+                // The slot travels with the command; watching a run gives it back early.
+                let slot = Slot(Arc::new(Mutex::new(Some(permit))));
+                let attempt = me.services.process(id, tries + 1, stop, slot.clone()).await;
                 {
                     let mut st = me.lock();
                     st.running.remove(&id);
@@ -265,7 +267,7 @@ impl Dispatcher {
                         }
                     }
                 }
-                drop(permit);
+                slot.release();
                 me.work.notify_one();
             });
         }
@@ -408,6 +410,20 @@ struct Job<'a> {
     resumed: bool,
     /// Becomes `true` when the bot shuts down.
     stop: tokio::sync::watch::Receiver<bool>,
+    /// This command's worker slot.
+    slot: Slot,
+}
+
+/// A command's place among the `workers.concurrency` active commands. Watching a
+/// run is cheap (a poll every few seconds), so it gives the slot back: long
+/// training runs never keep other PRs' builds waiting.
+#[derive(Clone)]
+struct Slot(Arc<Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>);
+
+impl Slot {
+    fn release(&self) {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    }
 }
 
 fn now_ms() -> i64 {
@@ -466,7 +482,7 @@ impl Services {
     }
 
     /// One attempt (number `attempt`, from 1) at command `id`.
-    async fn process(&self, id: i64, attempt: u32, stop: tokio::sync::watch::Receiver<bool>) -> Attempt {
+    async fn process(&self, id: i64, attempt: u32, stop: tokio::sync::watch::Receiver<bool>, slot: Slot) -> Attempt {
         // The dispatcher's list may be stale: act on the ledger as it is now.
         let record = match self.ledger(move |s| s.command(id)).await {
             Ok(r) => r,
@@ -482,7 +498,7 @@ impl Services {
         let pr = record.event.pr.clone();
         let started = Instant::now();
         crate::app::log(&format!("command {id} ({pr}, {}) attempt {attempt}", record.event.command));
-        let failure = match self.drive(record.clone(), stop).await {
+        let failure = match self.drive(record.clone(), stop, slot).await {
             Ok(outcome) => {
                 self.metrics.command_finished(kind.name(), outcome, started.elapsed());
                 crate::app::log(&format!("command {id} ({pr}) {outcome} in {:.1?}", started.elapsed()));
@@ -525,6 +541,7 @@ impl Services {
         &self,
         record: CommandRecord,
         stop: tokio::sync::watch::Receiver<bool>,
+        slot: Slot,
     ) -> Result<&'static str, Failure> {
         let id = record.id;
         let event = record.event.clone();
@@ -597,6 +614,7 @@ impl Services {
             created_ms,
             resumed,
             stop,
+            slot,
         };
         if record.run_id.is_some() {
             job.report.stage = ReportStage::Running;
@@ -1238,6 +1256,7 @@ impl Job<'_> {
 
     /// Follow a run to its end, keeping the status comment current.
     async fn watch(&mut self, run: RunId) -> Result<bool, Failure> {
+        self.slot.release();
         let mut last_shown = String::new();
         let mut failures = 0u32;
         loop {

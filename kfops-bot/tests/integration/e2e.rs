@@ -584,3 +584,24 @@ async fn commands_of_one_pr_run_in_order_while_other_prs_proceed_as_a_github_app
 }
 
 mod deploy;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_run_gives_its_worker_slot_back() {
+    let world = World::new("slots", Progression::Manual).await;
+    let config = std::fs::read_to_string(&world.config).expect("config");
+    std::fs::write(&world.config, config.replace("concurrency: 2", "concurrency: 1")).expect("config");
+    world.github.add_pr(OWNER, REPO, TestPr::new(9, &world.head));
+    let bot = Bot::start(&world.config);
+    command(&world, &bot, "d-long", 7, "alice", "/build_run").await;
+    world.wait_for_comment(&bot, 7, "running", |b| b.contains("**running**") && b.contains("open in Kubeflow")).await;
+    // With a single worker slot, another PR's build still gets through while the run is watched.
+    command(&world, &bot, "d-other", 9, "alice", "/build").await;
+    let other = world.wait_for_comment(&bot, 9, "finished", is_final).await;
+    assert!(other.body.contains("✅"), "{}", other.body);
+    let store = world.store();
+    assert_eq!(store.command(1).expect("first").state, CommandState::InProgress, "still watching");
+    let run_id = store.command(1).expect("first").run_id.expect("run");
+    assert!(world.kfp.set_run_state(&run_id, KfpRunState::Succeeded));
+    let done = world.wait_for_comment(&bot, 7, "finished", is_final).await;
+    assert!(done.body.contains("**SUCCEEDED**"), "{}", done.body);
+}
