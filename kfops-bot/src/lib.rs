@@ -1,10 +1,15 @@
 //! The library behind `kfops-bot`, the kfops ChatOps service.
 //!
-//! Today: [`store`], the durable inbox and command ledger every accepted
-//! webhook is committed to before the bot answers GitHub, and [`server`], the
-//! HTTP front door (webhooks, health, readiness, metrics) over it, and
-//! [`report`], the status comment each command keeps up to date, and
-//! [`policy`], who may run which command. Workers build on these.
+//! * [`store`]: the durable inbox and command ledger every accepted webhook is
+//!   committed to before the bot answers GitHub, and the deploy audit trail;
+//! * [`server`]: the HTTP front door (webhooks, health, readiness, metrics);
+//! * [`worker`]: the dispatcher and the command flow (authorize, pin, report,
+//!   check out, compile in a sandbox, publish, run, watch; deploy);
+//! * [`deploy`]: `/deploy` and `/staging_deploy` settings and targets;
+//! * [`report`]: the status comment each command keeps up to date;
+//! * [`policy`]: who may run which command;
+//! * [`config`], [`images`], [`app`]: the bot's configuration file, its image
+//!   builder, and the composition behind `kfops-bot serve`.
 
 pub mod app;
 pub mod config;
