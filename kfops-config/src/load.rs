@@ -617,21 +617,6 @@ fn check_semantics(
         }
     }
 
-    if merged.find_ref("deployment").is_some()
-        && str_at("deployment.model_format").is_none()
-        && str_at("deployment.manifest_template_path").is_none()
-    {
-        let path = "deployment";
-        warnings.push(Diagnostic {
-            severity: Severity::Warning,
-            ..error(
-            path,
-            provenance.origin_of(path, true),
-            "`deployment` has neither `model_format` nor `manifest_template_path`, so `/deploy` cannot build an InferenceService".into(),
-            Some("set `model_format:` to the format KServe serves the model with, or point `manifest_template_path:` at your own InferenceService manifest".into()),
-        )
-        });
-    }
     if str_at("image_builder.builder") == Some("kaniko") && merged.find_ref("image_builder.kaniko").is_none() {
         let path = "image_builder.builder";
         errors.push(error(
