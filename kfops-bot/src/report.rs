@@ -139,6 +139,26 @@ pub struct StatusReport {
     pub progress: Option<String>,
 }
 
+impl StatusReport {
+    /// The report of command `ledger_id` as it enters the queue: nothing run, nothing found yet.
+    pub fn queued(ledger_id: i64, command: Command, author: String) -> Self {
+        StatusReport {
+            ledger_id,
+            command,
+            author,
+            sha: None,
+            stage: ReportStage::Queued,
+            run_url: None,
+            parameters: Vec::new(),
+            outcome: None,
+            metrics: Vec::new(),
+            problems: Vec::new(),
+            progress: None,
+            facts: Vec::new(),
+        }
+    }
+}
+
 /// The hidden marker tying a comment to ledger entry `id` (`<!-- kfops:command=<id> -->`).
 pub fn marker(id: i64) -> String {
     format!("{MARKER}{id} -->")

@@ -286,21 +286,11 @@ impl Dispatcher {
         st.tasks.spawn(async move {
             let s = &me.services;
             let report = StatusReport {
-                ledger_id: record.id,
-                command: record.event.command.clone(),
-                author: record.event.author.clone(),
-                sha: None,
-                stage: ReportStage::Queued,
-                run_url: None,
-                parameters: Vec::new(),
-                outcome: None,
-                metrics: Vec::new(),
-                problems: Vec::new(),
                 progress: Some(format!(
                     "waiting in the {env} deploy queue: {ahead} deploy{} ahead of this one",
                     if ahead == 1 { "" } else { "s" }
                 )),
-                facts: Vec::new(),
+                ..StatusReport::queued(record.id, record.event.command.clone(), record.event.author.clone())
             };
             let body = render(&report, s.scm.max_comment_chars().unwrap_or(DEFAULT_MAX_COMMENT));
             let pr = record.event.pr.clone();
@@ -466,14 +456,11 @@ impl Services {
         f: impl FnOnce(&Store) -> Result<T, crate::StoreError> + Send + 'static,
     ) -> Result<T, Failure> {
         let store = Arc::clone(&self.store);
+        let failed = |detail: String| Failure { summary: "the bot's ledger failed".into(), detail, transient: true };
         match tokio::task::spawn_blocking(move || f(&store)).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
-                Err(Failure { summary: "the bot's ledger failed".into(), detail: e.to_string(), transient: true })
-            }
-            Err(e) => {
-                Err(Failure { summary: "the bot's ledger failed".into(), detail: e.to_string(), transient: true })
-            }
+            Ok(Err(e)) => Err(failed(e.to_string())),
+            Err(e) => Err(failed(e.to_string())),
         }
     }
 
@@ -596,18 +583,8 @@ impl Services {
             id,
             pr: event.pr.clone(),
             report: StatusReport {
-                ledger_id: id,
-                command: event.command.clone(),
-                author: event.author.clone(),
                 sha: Some(sha.clone()),
-                stage: ReportStage::Queued,
-                run_url: None,
-                parameters: Vec::new(),
-                outcome: None,
-                metrics: Vec::new(),
-                problems: Vec::new(),
-                progress: None,
-                facts: Vec::new(),
+                ..StatusReport::queued(id, event.command.clone(), event.author.clone())
             },
             comment: record.status_comment.clone().map(CommentId),
             started: Instant::now(),

@@ -9,18 +9,11 @@ const GITHUB_MAX: usize = 65_536;
 
 fn report() -> StatusReport {
     StatusReport {
-        ledger_id: 42,
-        command: Command::BuildRun,
-        author: "alice".into(),
         sha: Some("0123456789abcdef0123456789abcdef01234567".into()),
         stage: ReportStage::Running,
         run_url: Some("https://kubeflow.example.com/#/runs/details/9f1c".into()),
         parameters: vec![("learning_rate".into(), "0.1".into()), ("epochs".into(), "3".into())],
-        outcome: None,
-        metrics: vec![],
-        problems: vec![],
-        progress: None,
-        facts: vec![],
+        ..StatusReport::queued(42, Command::BuildRun, "alice".into())
     }
 }
 
